@@ -1,0 +1,355 @@
+"""Reaction networks: species, parameters, reactions and their kinetic laws.
+
+A :class:`ReactionNetwork` is a validated, immutable description of a continuous-time Markov chain
+on species counts. :meth:`ReactionNetwork.compile` turns it into a :class:`CompiledNetwork`: a
+stoichiometry matrix and a pure JAX propensity function ``a(x, theta)`` that the simulator calls.
+
+Conventions
+-----------
+* States are species *counts* (molecule numbers), never concentrations.
+* Mass action uses the combinatorial convention: a reaction with reactant coefficients ``n_s`` and
+  rate constant ``k`` in a volume ``V`` has propensity ``k * V**(1 - order) * prod_s C(x_s, n_s)``
+  with ``order = sum_s n_s`` and ``C`` the binomial coefficient, so ``2 P -> P2 @ k`` fires at rate
+  ``k * P * (P - 1) / 2`` when ``V = 1``.
+* A custom law is an expression (or a JAX callable) of the species counts and parameters giving the
+  full propensity in events per unit time.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Mapping, NamedTuple, Sequence
+
+import jax.numpy as jnp
+import numpy as np
+
+from .expressions import Expr, Num, Sym, evaluate, parse_expression, symbols, to_string
+
+__all__ = ["MassAction", "Propensity", "Reaction", "Event", "ReactionNetwork", "CompiledNetwork"]
+
+TIME = "time"  # the symbol for simulation time in event triggers and assignments
+
+
+@dataclass(frozen=True)
+class MassAction:
+    """Mass-action kinetics with a rate constant: a parameter name, a number or an expression of parameters."""
+
+    rate: Expr
+
+    def __init__(self, rate: str | float | Expr):
+        if isinstance(rate, str):
+            rate = parse_expression(rate)
+        elif isinstance(rate, (int, float)):
+            rate = Num(float(rate))
+        object.__setattr__(self, "rate", rate)
+
+    def describe(self) -> str:
+        return f"@ {to_string(self.rate)}"
+
+
+@dataclass(frozen=True)
+class Propensity:
+    """A full propensity (events per unit time): an expression text/tree, or a JAX callable.
+
+    A callable receives two mappings, species name -> count and parameter name -> value (JAX
+    scalars), and returns a scalar. Expressions may use any species and parameter by name.
+    """
+
+    law: Expr | Callable[[Mapping, Mapping], object]
+
+    def __init__(self, law: str | Expr | Callable):
+        if isinstance(law, str):
+            law = parse_expression(law)
+        object.__setattr__(self, "law", law)
+
+    def describe(self) -> str:
+        if callable(self.law):
+            return f"@= <{getattr(self.law, '__name__', 'callable')}>"
+        return f"@= {to_string(self.law)}"
+
+
+KineticLaw = MassAction | Propensity
+
+
+@dataclass(frozen=True)
+class Reaction:
+    """One reaction channel: ``reactants -> products`` with a kinetic law.
+
+    ``reactants`` and ``products`` map species names to positive integer coefficients.
+    """
+
+    reactants: Mapping[str, int]
+    products: Mapping[str, int]
+    law: KineticLaw
+    name: str = ""
+
+    def describe(self) -> str:
+        def side(terms):
+            return " + ".join(f"{n} {s}" if n != 1 else s for s, n in terms.items()) or "0"
+
+        return f"{side(self.reactants)} -> {side(self.products)} {self.law.describe()}"
+
+
+@dataclass(frozen=True)
+class Event:
+    """A discrete event: when ``trigger`` turns from false to true, species are reset at that instant.
+
+    ``trigger``: a boolean expression of species, parameters and ``time`` (for example
+    ``geq(time, 25)`` or ``gt(P2, 30)``); triggers on time alone fire exactly at the crossing time,
+    triggers on species are checked after every reaction. Triggers mixing both are not supported.
+    ``assignments``: species name -> expression (of species, parameters and ``time``) evaluated with
+    the values just before the event. ``initial_value``: the trigger's value before time 0 (as in SBML:
+    with ``False``, a trigger already true at time 0 fires at time 0).
+    """
+
+    trigger: Expr
+    assignments: Mapping[str, Expr]
+    name: str = ""
+    initial_value: bool = True
+
+    def __post_init__(self):
+        if isinstance(self.trigger, str):
+            object.__setattr__(self, "trigger", parse_expression(self.trigger))
+        object.__setattr__(
+            self,
+            "assignments",
+            {s: parse_expression(e) if isinstance(e, str) else Num(float(e)) if isinstance(e, (int, float)) else e
+             for s, e in self.assignments.items()},
+        )
+
+
+class CompiledNetwork(NamedTuple):
+    """What the simulator needs: stoichiometry and a propensity function.
+
+    ``stoichiometry``: (R, S) float32 net change of each species per firing.
+    ``propensities(x, theta)``: x (S,) counts, theta (P,) parameters -> (R,) non-negative rates.
+    """
+
+    species: tuple[str, ...]
+    parameters: tuple[str, ...]
+    stoichiometry: np.ndarray
+    propensities: Callable
+    cache: dict  # jitted simulators built for this network, keyed by their configuration
+
+
+def _check_count(what: str, value) -> int:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{what} must be a number, got {value!r}") from None
+    if not math.isfinite(v) or v < 0 or not v.is_integer():
+        raise ValueError(f"{what} must be a finite non-negative integer count, got {value!r}")
+    return int(v)
+
+
+def _check_coefficient(reaction: str, species: str, n) -> int:
+    if isinstance(n, bool) or not isinstance(n, (int, float, np.integer, np.floating)) or n != int(n) or n <= 0:
+        raise ValueError(
+            f"reaction {reaction}: stoichiometric coefficient of {species!r} must be a positive integer, got {n!r}"
+        )
+    return int(n)
+
+
+@dataclass(frozen=True)
+class ReactionNetwork:
+    """A validated reaction network.
+
+    Parameters
+    ----------
+    species: mapping name -> initial count (non-negative integer), in the order states are stored.
+    parameters: mapping name -> value (finite float).
+    reactions: the reaction channels.
+    volume: system volume used by mass-action scaling (default 1).
+    """
+
+    species: dict[str, int]
+    parameters: dict[str, float]
+    reactions: tuple[Reaction, ...]
+    volume: float = 1.0
+    name: str = ""
+    events: tuple[Event, ...] = ()
+    _compiled: list = field(default_factory=list, repr=False, compare=False)
+
+    def __init__(
+        self,
+        species: Mapping[str, int],
+        parameters: Mapping[str, float] | None = None,
+        reactions: Sequence[Reaction] = (),
+        volume: float = 1.0,
+        name: str = "",
+        events: Sequence[Event] = (),
+    ):
+        parameters = dict(parameters or {})
+        species = {str(s): _check_count(f"initial count of species {s!r}", n) for s, n in species.items()}
+        if not species:
+            raise ValueError("the network has no species")
+        if not reactions:
+            raise ValueError("the network has no reactions")
+        clash = set(species) & set(parameters)
+        if clash:
+            raise ValueError(f"names used both as species and parameter: {sorted(clash)}")
+        for p, v in parameters.items():
+            try:
+                fv = float(v)
+            except (TypeError, ValueError):
+                raise ValueError(f"parameter {p!r} must be a number, got {v!r}") from None
+            if not math.isfinite(fv):
+                raise ValueError(f"parameter {p!r} must be finite, got {v!r}")
+            parameters[p] = fv
+        if not (math.isfinite(volume) and volume > 0):
+            raise ValueError(f"volume must be positive and finite, got {volume!r}")
+        checked = []
+        for i, r in enumerate(reactions):
+            label = r.name or f"#{i + 1} ({r.describe()})"
+            if not isinstance(r.law, (MassAction, Propensity)):
+                raise ValueError(f"reaction {label}: unknown kinetic law {r.law!r}")
+            for side in (r.reactants, r.products):
+                for s, n in side.items():
+                    if s not in species:
+                        raise ValueError(f"reaction {label}: unknown species {s!r}")
+                    _check_coefficient(label, s, n)
+            names = set() if callable(getattr(r.law, "law", None)) else symbols(
+                r.law.rate if isinstance(r.law, MassAction) else r.law.law
+            )
+            known = set(parameters) | (set() if isinstance(r.law, MassAction) else set(species))
+            unknown = sorted(names - known)
+            if unknown:
+                kind = "parameter" if isinstance(r.law, MassAction) else "species or parameter"
+                raise ValueError(f"reaction {label}: unknown {kind} {unknown[0]!r}")
+            if isinstance(r.law, MassAction):
+                rate = float(evaluate(r.law.rate, parameters))
+                if not (math.isfinite(rate) and rate >= 0):
+                    raise ValueError(f"reaction {label}: rate constant must be finite and non-negative, got {rate}")
+            reactants = {s: int(n) for s, n in r.reactants.items()}
+            products = {s: int(n) for s, n in r.products.items()}
+            checked.append(Reaction(reactants, products, r.law, r.name or f"R{i + 1}"))
+        for i, ev in enumerate(events):
+            label = ev.name or f"#{i + 1}"
+            known = set(species) | set(parameters) | {TIME}
+            for what, expr in [("trigger", ev.trigger), *[(f"assignment to {s!r}", e) for s, e in ev.assignments.items()]]:
+                unknown = sorted(symbols(expr) - known)
+                if unknown:
+                    raise ValueError(f"event {label}: {what} uses unknown name {unknown[0]!r}")
+            for s in ev.assignments:
+                if s not in species:
+                    raise ValueError(f"event {label}: assigns to unknown species {s!r}")
+        object.__setattr__(self, "events", tuple(events))
+        object.__setattr__(self, "species", species)
+        object.__setattr__(self, "parameters", parameters)
+        object.__setattr__(self, "reactions", tuple(checked))
+        object.__setattr__(self, "volume", float(volume))
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "_compiled", [])
+
+    # ------------------------------------------------------------------ views
+    @property
+    def species_names(self) -> tuple[str, ...]:
+        return tuple(self.species)
+
+    @property
+    def parameter_names(self) -> tuple[str, ...]:
+        return tuple(self.parameters)
+
+    @property
+    def stoichiometry(self) -> np.ndarray:
+        """(R, S) integer net change matrix."""
+        idx = {s: i for i, s in enumerate(self.species)}
+        nu = np.zeros((len(self.reactions), len(self.species)), dtype=np.int64)
+        for j, r in enumerate(self.reactions):
+            for s, n in r.reactants.items():
+                nu[j, idx[s]] -= n
+            for s, n in r.products.items():
+                nu[j, idx[s]] += n
+        return nu
+
+    def initial_state(self, overrides: Mapping[str, float] | None = None) -> np.ndarray:
+        """(S,) initial counts, with optional per-species overrides (validated)."""
+        values = dict(self.species)
+        for s, n in (overrides or {}).items():
+            if s not in values:
+                raise ValueError(f"unknown species {s!r}; known: {', '.join(self.species)}")
+            values[s] = _check_count(f"initial count of species {s!r}", n)
+        return np.array([values[s] for s in self.species], dtype=np.float32)
+
+    def with_parameters(self, **values: float) -> "ReactionNetwork":
+        """A copy with some parameter values replaced (names are checked)."""
+        for p in values:
+            if p not in self.parameters:
+                raise ValueError(f"unknown parameter {p!r}; known: {', '.join(self.parameters)}")
+        return ReactionNetwork(
+            self.species, {**self.parameters, **values}, self.reactions, self.volume, self.name, self.events
+        )
+
+    def with_initial(self, **counts: int) -> "ReactionNetwork":
+        """A copy with some initial counts replaced (names are checked)."""
+        for s in counts:
+            if s not in self.species:
+                raise ValueError(f"unknown species {s!r}; known: {', '.join(self.species)}")
+        return ReactionNetwork(
+            {**self.species, **counts}, self.parameters, self.reactions, self.volume, self.name, self.events
+        )
+
+    def describe(self) -> str:
+        """The network in the reaction language."""
+        lines = [f"parameter {p} = {v!r}" for p, v in self.parameters.items()]
+        lines += [f"species {s} = {n}" for s, n in self.species.items()]
+        lines += [r.describe() for r in self.reactions]
+        return "\n".join(lines) + "\n"
+
+    # -------------------------------------------------------------- compiling
+    def compile(self) -> CompiledNetwork:
+        """Stoichiometry and a vectorised propensity function ``a(x (S,), theta (P,)) -> (R,)``."""
+        if not self._compiled:
+            self._compiled.append(_compile(self))
+        return self._compiled[0]
+
+
+def _compile(net: ReactionNetwork) -> CompiledNetwork:
+    species = net.species_names
+    params = net.parameter_names
+    s_idx = {s: i for i, s in enumerate(species)}
+    mass_action = [j for j, r in enumerate(net.reactions) if isinstance(r.law, MassAction)]
+    custom = [j for j, r in enumerate(net.reactions) if not isinstance(r.law, MassAction)]
+    order = np.argsort(np.array(mass_action + custom, dtype=np.int64))
+
+    width = max([len(net.reactions[j].reactants) for j in mass_action] + [1])
+    idx = np.zeros((len(mass_action), width), dtype=np.int32)
+    coef = np.zeros((len(mass_action), width), dtype=np.int32)
+    for row, j in enumerate(mass_action):
+        for col, (s, n) in enumerate(net.reactions[j].reactants.items()):
+            idx[row, col], coef[row, col] = s_idx[s], n
+    max_coef = int(coef.max()) if coef.size else 0
+    inv_factorial = np.array([1.0 / math.factorial(int(n)) for n in coef.ravel()], dtype=np.float32).reshape(coef.shape)
+    orders = coef.sum(axis=1)
+    volume_factor = np.power(net.volume, 1.0 - orders).astype(np.float32)
+    rate_exprs = [net.reactions[j].law.rate for j in mass_action]
+    simple_rates = all(isinstance(e, Sym) for e in rate_exprs)
+    rate_index = np.array([params.index(e.name) for e in rate_exprs], dtype=np.int32) if simple_rates else None
+    custom_laws = [net.reactions[j].law.law for j in custom]
+
+    def propensities(x, theta):
+        env_p = {p: theta[i] for i, p in enumerate(params)}
+        parts = []
+        if mass_action:
+            if simple_rates:
+                k = theta[rate_index]
+            else:
+                k = jnp.stack([jnp.asarray(evaluate(e, env_p), dtype=theta.dtype) for e in rate_exprs])
+            xr = x[idx]  # (Rm, width)
+            comb = jnp.ones_like(xr)
+            for i in range(max_coef):  # falling factorial x (x-1) ... (x-n+1)
+                comb = comb * jnp.where(coef > i, xr - i, 1.0)
+            parts.append(k * volume_factor * jnp.prod(comb * inv_factorial, axis=1))
+        if custom:
+            env_x = {s: x[i] for i, s in enumerate(species)}
+            values = []
+            for law in custom_laws:
+                v = law(env_x, env_p) if callable(law) else evaluate(law, {**env_x, **env_p})
+                values.append(jnp.broadcast_to(jnp.asarray(v, dtype=x.dtype), ()))
+            parts.append(jnp.stack(values))
+        a = jnp.concatenate(parts) if len(parts) > 1 else parts[0]
+        a = a[order] if custom and mass_action else a
+        return jnp.maximum(a, 0.0)
+
+    return CompiledNetwork(species, params, net.stoichiometry.astype(np.float32), propensities, {})

@@ -1,0 +1,381 @@
+"""Exact stochastic simulation of a batch of trajectories, recorded on a time grid.
+
+One step function serves two drivers:
+
+* the forward-only fast path (``differentiable=False``): Gillespie's direct method in a
+  ``lax.while_loop`` that stops as soon as every trajectory has filled its grid;
+* the differentiable path: the clock and surrogate of an :class:`~diffssa.estimators.Estimator`
+  in a ``lax.scan`` of fixed length ``max_steps + len(times)``, cut in chunks that are rematerialised
+  in the backward pass (memory grows with the chunk, not with the number of steps) and skipped
+  once every trajectory is finished.
+
+Recording: each iteration draws the next event time ``t_next`` of the current state (a pure function
+of the trajectory key, the event counter and the state, so it is the same until the event fires).
+If ``t_next`` lies beyond the next grid time ``g`` the state is recorded at ``g`` (the state after the
+last event at or before ``g``); otherwise the event fires. A trajectory whose budget of ``max_steps``
+events runs out before its grid is full is flagged ``exhausted`` and its unreached grid rows are NaN.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Mapping, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .estimators import Estimator, choice_weights, get_estimator, straight_through
+from .model import CompiledNetwork, ReactionNetwork
+
+__all__ = ["Trajectories", "SimulationBudgetError", "simulate", "time_grid"]
+
+
+class SimulationBudgetError(RuntimeError):
+    """Raised (with ``on_exhausted="raise"``) when trajectories run out of their step budget."""
+
+
+@jax.tree_util.register_pytree_node_class
+class Trajectories:
+    """Simulated trajectories on a time grid.
+
+    Attributes
+    ----------
+    times: (T,) grid times.
+    states: (B, T, S) species counts (float32) after the last event at or before each time.
+    exhausted: (B,) True where the step budget ran out (those rows past the last reached time are NaN).
+    events: (B,) events fired per trajectory (null events of a thinning clock included).
+    species: species names, in the order of the last axis of ``states``.
+    """
+
+    def __init__(self, times, states, exhausted, events, species):
+        self.times, self.states, self.exhausted, self.events = times, states, exhausted, events
+        self.species = tuple(species)
+
+    def tree_flatten(self):
+        return (self.times, self.states, self.exhausted, self.events), self.species
+
+    @classmethod
+    def tree_unflatten(cls, species, leaves):
+        return cls(*leaves, species)
+
+    def __repr__(self):
+        b, t, s = self.states.shape
+        return f"Trajectories(runs={b}, times={t}, species={self.species})"
+
+    def index(self, species: str) -> int:
+        try:
+            return self.species.index(species)
+        except ValueError:
+            raise ValueError(f"unknown species {species!r}; known: {', '.join(self.species)}") from None
+
+    def __getitem__(self, species: str):
+        """(B, T) counts of one species."""
+        return self.states[..., self.index(species)]
+
+    def mean(self):
+        """(T, S) mean over runs."""
+        return jnp.mean(self.states, axis=0)
+
+    def sd(self):
+        """(T, S) standard deviation over runs (n - 1 in the denominator)."""
+        return jnp.std(self.states, axis=0, ddof=1 if self.states.shape[0] > 1 else 0)
+
+    def summary_table(self) -> dict[str, np.ndarray]:
+        """Columns ``time``, ``<species>-mean``, ``<species>-sd`` (the DSMTS layout)."""
+        mean, sd = np.asarray(self.mean()), np.asarray(self.sd())
+        table = {"time": np.asarray(self.times)}
+        for i, s in enumerate(self.species):
+            table[f"{s}-mean"] = mean[:, i]
+            table[f"{s}-sd"] = sd[:, i]
+        return table
+
+    def to_dataframe(self, summary: bool = True):
+        """A pandas DataFrame: the summary table, or (``summary=False``) one row per run and time."""
+        import pandas as pd
+
+        if summary:
+            return pd.DataFrame(self.summary_table())
+        b, t, _ = self.states.shape
+        states = np.asarray(self.states)
+        frame = {"run": np.repeat(np.arange(b), t), "time": np.tile(np.asarray(self.times), b)}
+        for i, s in enumerate(self.species):
+            frame[s] = states[:, :, i].ravel()
+        return pd.DataFrame(frame)
+
+    def to_csv(self, path, summary: bool = True) -> None:
+        """Write :meth:`to_dataframe` to ``path`` (no index column)."""
+        self.to_dataframe(summary).to_csv(path, index=False)
+
+
+def time_grid(t_end: float, points: int) -> np.ndarray:
+    """``points + 1`` equally spaced times from 0 to ``t_end`` (both included)."""
+    if not (math.isfinite(t_end) and t_end > 0):
+        raise ValueError(f"t_end must be positive and finite, got {t_end!r}")
+    if int(points) != points or points < 1:
+        raise ValueError(f"points must be a positive integer, got {points!r}")
+    return np.linspace(0.0, float(t_end), int(points) + 1, dtype=np.float32)
+
+
+class _Carry(NamedTuple):
+    x: jax.Array  # (S,) counts
+    t: jax.Array  # () current time
+    n: jax.Array  # () events fired
+    r: jax.Array  # () next grid row to record
+    buf: jax.Array  # (T, S) recorded states
+    key: jax.Array  # trajectory key
+    t_last: jax.Array  # () time of the last event (relaxed estimator only)
+    dx_last: jax.Array  # (S,) change of the last event (relaxed estimator only)
+
+
+def _smooth_step(z, width):
+    """Heaviside(z >= 0) forward, sigmoid(z / width) backward."""
+    return straight_through((z >= 0).astype(z.dtype), jax.nn.sigmoid(z / width))
+
+
+def _make_step(compiled: CompiledNetwork, grid, max_steps: int, estimator: Estimator | None):
+    """Single-trajectory step ``(carry, theta) -> (carry, stuck)``; ``estimator=None`` is forward-only."""
+    nu = jnp.asarray(compiled.stoichiometry)
+    n_reactions, n_species = nu.shape
+    nu_null = jnp.concatenate([nu, jnp.zeros((1, n_species), nu.dtype)])
+    n_grid = grid.shape[0]
+    propensities = compiled.propensities
+    thinning = estimator is not None and estimator.clock == "thinning"
+    relaxed = estimator is not None and estimator.observation_width is not None
+
+    def step(c: _Carry, theta):
+        active = c.r < n_grid
+        row = jnp.minimum(c.r, n_grid - 1)
+        g = grid[row]
+        a = propensities(c.x, theta)
+        cum = jnp.cumsum(a)
+        a0 = cum[-1]
+        event_key = jax.random.fold_in(c.key, c.n)
+        u = jax.random.uniform(event_key, (2,), dtype=c.x.dtype)
+        bound = jax.lax.stop_gradient(estimator.clock_factor * a0) if thinning else a0
+        positive = bound > 0
+        safe_bound = jnp.where(positive, bound, 1.0)
+        tau = jnp.where(positive, -jnp.log1p(-u[0]) / safe_bound, jnp.inf)
+        t_next = c.t + tau
+        index = jnp.sum(cum < u[1] * jax.lax.stop_gradient(safe_bound)).astype(jnp.int32)
+        if estimator is None:
+            delta = nu_null[jnp.minimum(index, n_reactions - 1)]
+        else:
+            probs = a / safe_bound
+            if thinning:
+                probs = jnp.concatenate([probs, (1.0 - a0 / safe_bound)[None]])
+            else:
+                index = jnp.minimum(index, n_reactions - 1)
+            weights, index = choice_weights(estimator, probs, index, jax.random.fold_in(event_key, 1))
+            delta = weights[:n_reactions] @ nu
+
+        # Record row r if the next event comes after grid time g; the event may then still fire in
+        # the same iteration if it comes before the following grid time.
+        record = active & (t_next > g)
+        r_next = c.r + record.astype(c.r.dtype)
+        due = (r_next < n_grid) & (t_next <= grid[jnp.minimum(r_next, n_grid - 1)])
+        fire = due & (c.n < max_steps)
+        x_rec = c.x
+        if relaxed:
+            w = estimator.observation_width
+            x_rec = (
+                c.x
+                + _smooth_step(g - t_next, w) * delta
+                + (_smooth_step(g - c.t_last, w) - 1.0) * c.dx_last
+            )
+        buf = c.buf.at[row].set(jnp.where(record, x_rec, c.buf[row]))
+        new = _Carry(
+            x=jnp.where(fire, c.x + delta, c.x),
+            t=jnp.where(fire, t_next, c.t),
+            n=c.n + fire.astype(c.n.dtype),
+            r=r_next,
+            buf=buf,
+            key=c.key,
+            t_last=jnp.where(fire, t_next, c.t_last) if relaxed else c.t_last,
+            dx_last=jnp.where(fire, delta, c.dx_last) if relaxed else c.dx_last,
+        )
+        return new, due & ~fire
+
+    return step
+
+
+def _build_runner(compiled: CompiledNetwork, n_grid: int, max_steps: int, estimator: Estimator | None, chunk: int):
+    """A jitted ``run(grid, theta (B,P), x0 (B,S), keys (B,)) -> (states, exhausted, events)``."""
+
+    def run(grid, theta, x0, keys):
+        step = jax.vmap(_make_step(compiled, grid, max_steps, estimator))
+        batch, n_species = x0.shape
+        zeros = jnp.zeros((batch,), x0.dtype)
+        carry = _Carry(
+            x=x0,
+            t=zeros,
+            n=jnp.zeros((batch,), jnp.int32),
+            r=jnp.zeros((batch,), jnp.int32),
+            buf=jnp.zeros((batch, n_grid, n_species), x0.dtype),
+            key=keys,
+            t_last=zeros,
+            dx_last=jnp.zeros_like(x0),
+        )
+
+        def running(c, stuck):
+            return (c.r < n_grid) & ~stuck
+
+        if estimator is None:
+
+            def cond(state):
+                c, stuck = state
+                return jnp.any(running(c, stuck))
+
+            def body(state):
+                return step(state[0], theta)
+
+            carry, stuck = jax.lax.while_loop(cond, body, (carry, jnp.zeros((batch,), bool)))
+        else:
+            n_chunks = -(-(max_steps + n_grid) // chunk)
+
+            @jax.checkpoint
+            def run_chunk(state, theta):
+                def body(s, _):
+                    return step(s[0], theta), None
+
+                return jax.lax.scan(body, state, None, length=chunk)[0]
+
+            def outer(state, _):
+                go = jnp.any(running(*state))
+                return jax.lax.cond(go, run_chunk, lambda s, th: s, state, theta), None
+
+            carry, stuck = jax.lax.scan(outer, (carry, jnp.zeros((batch,), bool)), None, length=n_chunks)[0]
+
+        exhausted = carry.r < n_grid
+        unreached = jnp.arange(n_grid)[None, :] >= carry.r[:, None]
+        states = jnp.where(unreached[:, :, None], jnp.nan, carry.buf)
+        return states, exhausted, carry.n
+
+    return jax.jit(run)
+
+
+def _parameter_matrix(network: ReactionNetwork, params, runs: int):
+    """(B, P) parameter values: network defaults overridden by ``params`` (scalars or (B,) arrays)."""
+    params = dict(params or {})
+    unknown = [p for p in params if p not in network.parameters]
+    if unknown:
+        raise ValueError(f"unknown parameter {unknown[0]!r}; known: {', '.join(network.parameters) or '(none)'}")
+    columns = []
+    for name, default in network.parameters.items():
+        value = jnp.asarray(params.get(name, default), dtype=jnp.float32)
+        if value.ndim > 1 or (value.ndim == 1 and value.shape[0] not in (1, runs)):
+            raise ValueError(f"parameter {name!r} must be a scalar or have shape ({runs},), got {value.shape}")
+        if not isinstance(value, jax.core.Tracer) and not bool(jnp.all(jnp.isfinite(value))):
+            raise ValueError(f"parameter {name!r} must be finite, got {np.asarray(value)}")
+        columns.append(jnp.broadcast_to(value, (runs,)))
+    if not columns:
+        return jnp.zeros((runs, 0), jnp.float32)
+    return jnp.stack(columns, axis=1)
+
+
+def _initial_matrix(network: ReactionNetwork, initial, runs: int):
+    if initial is None or isinstance(initial, Mapping):
+        return jnp.broadcast_to(jnp.asarray(network.initial_state(initial)), (runs, len(network.species)))
+    x0 = np.asarray(initial, dtype=np.float64)
+    n_species = len(network.species)
+    if x0.shape not in ((n_species,), (runs, n_species)):
+        raise ValueError(f"initial state must have shape ({n_species},) or ({runs}, {n_species}), got {x0.shape}")
+    if not (np.all(np.isfinite(x0)) and np.all(x0 >= 0) and np.all(x0 == np.round(x0))):
+        raise ValueError("initial counts must be finite non-negative integers")
+    return jnp.broadcast_to(jnp.asarray(x0, jnp.float32), (runs, n_species))
+
+
+def _has_tracer(tree) -> bool:
+    return any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves(tree))
+
+
+def _as_key(key):
+    if isinstance(key, (int, np.integer)):
+        return jax.random.PRNGKey(int(key))
+    return key
+
+
+def simulate(
+    network: ReactionNetwork,
+    times,
+    *,
+    key,
+    runs: int = 1,
+    params: Mapping[str, object] | None = None,
+    initial=None,
+    max_steps: int = 100_000,
+    estimator: Estimator | str = "thinning",
+    differentiable: bool | None = None,
+    chunk: int | None = None,
+    on_exhausted: str = "warn",
+) -> Trajectories:
+    """Simulate ``runs`` exact trajectories of ``network`` and record them at ``times``.
+
+    Parameters
+    ----------
+    times: (T,) non-decreasing observation times (>= 0); the simulation starts at time 0.
+    key: a JAX PRNG key or an integer seed. Every random number comes from it.
+    runs: number of trajectories B.
+    params: parameter values overriding the network's (name -> scalar or (B,) array); may be JAX
+        tracers, e.g. inside ``jax.grad``.
+    initial: initial counts (name -> count mapping, (S,) or (B, S) array); default the network's.
+    max_steps: budget of events per trajectory (null events of a thinning clock count).
+    estimator: gradient surrogate (name or :class:`Estimator`) used when differentiable.
+    differentiable: ``None`` (default) uses the differentiable path when ``params`` hold JAX tracers
+        and the forward-only direct method otherwise.
+    chunk: steps per rematerialised chunk of the differentiable path (default about sqrt of the
+        number of iterations); backward memory grows with the chunk and the number of chunks.
+    on_exhausted: ``"warn"``, ``"raise"`` or ``"ignore"`` when some trajectory runs out of budget.
+    """
+    compiled = network.compile()
+    grid = np.asarray(times, dtype=np.float32).reshape(-1)
+    if grid.size == 0 or not np.all(np.isfinite(grid)) or np.any(grid < 0) or np.any(np.diff(grid) < 0):
+        raise ValueError("times must be a non-empty, finite, non-negative, non-decreasing sequence")
+    if int(runs) != runs or runs < 1:
+        raise ValueError(f"runs must be a positive integer, got {runs!r}")
+    if int(max_steps) != max_steps or max_steps < 1:
+        raise ValueError(f"max_steps must be a positive integer, got {max_steps!r}")
+    if on_exhausted not in ("warn", "raise", "ignore"):
+        raise ValueError(f"on_exhausted must be 'warn', 'raise' or 'ignore', got {on_exhausted!r}")
+    runs, max_steps = int(runs), int(max_steps)
+    theta = _parameter_matrix(network, params, runs)
+    x0 = _initial_matrix(network, initial, runs)
+    if differentiable is None:
+        differentiable = _has_tracer(params)
+    est = get_estimator(estimator) if differentiable else None
+    if chunk is None:
+        chunk = max(8, int(math.sqrt(max_steps + grid.size)))
+    key = _as_key(key)
+    keys = jax.random.split(key, runs)
+
+    cache_key = (grid.size, max_steps, est, int(chunk) if est is not None else 0)
+    runner = compiled.cache.get(cache_key)
+    if runner is None:
+        runner = compiled.cache[cache_key] = _build_runner(compiled, grid.size, max_steps, est, int(chunk))
+    states, exhausted, events = runner(jnp.asarray(grid), theta, x0, keys)
+    result = Trajectories(jnp.asarray(grid), states, exhausted, events, compiled.species)
+    _check_budget(exhausted, max_steps, on_exhausted)
+    return result
+
+
+def _report_exhausted(count, runs, max_steps, on_exhausted):
+    count = int(count)
+    if count == 0 or on_exhausted == "ignore":
+        return
+    message = (
+        f"{count} of {runs} trajectories ran out of the step budget (max_steps={max_steps}) before the last "
+        "observation time; their unreached rows are NaN. Raise max_steps."
+    )
+    if on_exhausted == "raise":
+        raise SimulationBudgetError(message)
+    warnings.warn(message, RuntimeWarning, stacklevel=4)
+
+
+def _check_budget(exhausted, max_steps, on_exhausted):
+    if isinstance(exhausted, jax.core.Tracer):
+        jax.debug.callback(
+            lambda c: _report_exhausted(c, exhausted.shape[0], max_steps, on_exhausted), jnp.sum(exhausted)
+        )
+    else:
+        _report_exhausted(jnp.sum(exhausted), exhausted.shape[0], max_steps, on_exhausted)
