@@ -1,7 +1,7 @@
 """diffssa: exact, batched and differentiable stochastic simulation of reaction networks in JAX."""
 
 from .estimators import DIRECT, DIRECT_RELAXED, ESTIMATORS, THINNING, THINNING_GUMBEL, Estimator
-from .model import CompiledNetwork, MassAction, Propensity, Reaction, ReactionNetwork
+from .model import CompiledNetwork, Event, MassAction, Propensity, Reaction, ReactionNetwork
 from .simulate import SimulationBudgetError, Trajectories, simulate, time_grid
 
 __version__ = "0.1.0"

@@ -130,6 +130,7 @@ class CompiledNetwork(NamedTuple):
     parameters: tuple[str, ...]
     stoichiometry: np.ndarray
     propensities: Callable
+    events: tuple  # the network's Event objects (compiled by diffssa.events)
     cache: dict  # jitted simulators built for this network, keyed by their configuration
 
 
@@ -352,4 +353,4 @@ def _compile(net: ReactionNetwork) -> CompiledNetwork:
         a = a[order] if custom and mass_action else a
         return jnp.maximum(a, 0.0)
 
-    return CompiledNetwork(species, params, net.stoichiometry.astype(np.float32), propensities, {})
+    return CompiledNetwork(species, params, net.stoichiometry.astype(np.float32), propensities, net.events, {})

@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .events import CompiledEvents, compile_events
 from .estimators import Estimator, choice_weights, get_estimator, straight_through
 from .model import CompiledNetwork, ReactionNetwork
 
@@ -127,6 +128,8 @@ class _Carry(NamedTuple):
     key: jax.Array  # trajectory key
     t_last: jax.Array  # () time of the last event (relaxed estimator only)
     dx_last: jax.Array  # (S,) change of the last event (relaxed estimator only)
+    done: jax.Array  # (Et,) time events already applied
+    trig: jax.Array  # (Es,) state-event trigger values
 
 
 def _smooth_step(z, width):
@@ -134,8 +137,12 @@ def _smooth_step(z, width):
     return straight_through((z >= 0).astype(z.dtype), jax.nn.sigmoid(z / width))
 
 
-def _make_step(compiled: CompiledNetwork, grid, max_steps: int, estimator: Estimator | None):
-    """Single-trajectory step ``(carry, theta) -> (carry, stuck)``; ``estimator=None`` is forward-only."""
+def _make_step(compiled: CompiledNetwork, events: CompiledEvents, grid, max_steps: int, estimator: Estimator | None):
+    """Single-trajectory step ``(carry, theta) -> (carry, stuck)``; ``estimator=None`` is forward-only.
+
+    One iteration does one of: apply a time event that comes before the next reaction and grid time;
+    or record the next grid row and/or fire the next reaction (a null event for a thinning clock).
+    """
     nu = jnp.asarray(compiled.stoichiometry)
     n_reactions, n_species = nu.shape
     nu_null = jnp.concatenate([nu, jnp.zeros((1, n_species), nu.dtype)])
@@ -170,11 +177,19 @@ def _make_step(compiled: CompiledNetwork, grid, max_steps: int, estimator: Estim
             weights, index = choice_weights(estimator, probs, index, jax.random.fold_in(event_key, 1))
             delta = weights[:n_reactions] @ nu
 
-        # Record row r if the next event comes after grid time g; the event may then still fire in
-        # the same iteration if it comes before the following grid time.
-        record = active & (t_next > g)
+        if events.n_time:
+            pending = jnp.where(c.done, jnp.inf, events.times(theta))
+            which = jnp.argmin(pending)
+            t_event = pending[which]
+        else:
+            t_event = jnp.inf
+        timed = active & (t_event < t_next) & (t_event <= g)
+        # Record row r if the next reaction comes after grid time g; the reaction may then still fire
+        # in the same iteration if it comes before the following grid time (and any time event).
+        record = active & ~timed & (t_next > g)
         r_next = c.r + record.astype(c.r.dtype)
-        due = (r_next < n_grid) & (t_next <= grid[jnp.minimum(r_next, n_grid - 1)])
+        limit = jnp.minimum(grid[jnp.minimum(r_next, n_grid - 1)], t_event)
+        due = ~timed & (r_next < n_grid) & (t_next <= limit)
         fire = due & (c.n < max_steps)
         x_rec = c.x
         if relaxed:
@@ -185,27 +200,61 @@ def _make_step(compiled: CompiledNetwork, grid, max_steps: int, estimator: Estim
                 + (_smooth_step(g - c.t_last, w) - 1.0) * c.dx_last
             )
         buf = c.buf.at[row].set(jnp.where(record, x_rec, c.buf[row]))
+        x = jnp.where(fire, c.x + delta, c.x)
+        t = jnp.where(fire, t_next, c.t)
+        done, trig = c.done, c.trig
+        if events.n_time:
+            mask = jax.nn.one_hot(which, events.n_time, dtype=bool) & timed
+            x = events.apply_time(mask, x, theta, t_event)
+            t = jnp.where(timed, t_event, t)
+            done = done | mask
+        if events.n_state:
+            changed = fire | timed
+            now = events.triggers(x, theta, t)
+            x = events.apply_state(changed & now & ~c.trig, x, theta, t)
+            trig = jnp.where(changed, events.triggers(x, theta, t), c.trig)
         new = _Carry(
-            x=jnp.where(fire, c.x + delta, c.x),
-            t=jnp.where(fire, t_next, c.t),
-            n=c.n + fire.astype(c.n.dtype),
+            x=x,
+            t=t,
+            n=c.n + (fire | timed).astype(c.n.dtype),
             r=r_next,
             buf=buf,
             key=c.key,
             t_last=jnp.where(fire, t_next, c.t_last) if relaxed else c.t_last,
             dx_last=jnp.where(fire, delta, c.dx_last) if relaxed else c.dx_last,
+            done=done,
+            trig=trig,
         )
         return new, due & ~fire
 
     return step
 
 
+def _initial_events(events: CompiledEvents, x, theta):
+    """Events at time 0: triggers already true whose value before time 0 was false fire now."""
+    t0 = jnp.zeros((), x.dtype)
+    done = jnp.zeros((events.n_time,), bool)
+    if events.n_time:
+        due = events.times(theta) <= 0
+        x = events.apply_time(due & ~jnp.array(events.time_initial), x, theta, t0)
+        done = due
+    trig = jnp.zeros((events.n_state,), bool)
+    if events.n_state:
+        now = events.triggers(x, theta, t0)
+        x = events.apply_state(now & ~jnp.array(events.state_initial), x, theta, t0)
+        trig = events.triggers(x, theta, t0)
+    return x, done, trig
+
+
 def _build_runner(compiled: CompiledNetwork, n_grid: int, max_steps: int, estimator: Estimator | None, chunk: int):
     """A jitted ``run(grid, theta (B,P), x0 (B,S), keys (B,)) -> (states, exhausted, events)``."""
 
+    events = compile_events(compiled.events, compiled.species, compiled.parameters)
+
     def run(grid, theta, x0, keys):
-        step = jax.vmap(_make_step(compiled, grid, max_steps, estimator))
+        step = jax.vmap(_make_step(compiled, events, grid, max_steps, estimator))
         batch, n_species = x0.shape
+        x0, done, trig = jax.vmap(lambda x, th: _initial_events(events, x, th))(x0, theta)
         zeros = jnp.zeros((batch,), x0.dtype)
         carry = _Carry(
             x=x0,
@@ -216,6 +265,8 @@ def _build_runner(compiled: CompiledNetwork, n_grid: int, max_steps: int, estima
             key=keys,
             t_last=zeros,
             dx_last=jnp.zeros_like(x0),
+            done=done,
+            trig=trig,
         )
 
         def running(c, stuck):
