@@ -183,13 +183,14 @@ def _make_step(compiled: CompiledNetwork, events: CompiledEvents, grid, max_step
             t_event = pending[which]
         else:
             t_event = jnp.inf
-        timed = active & (t_event < t_next) & (t_event <= g)
+        # Compare waiting times with time differences: t + tau can round to t in float32.
+        timed = active & (t_event - c.t < tau) & (t_event <= g)
         # Record row r if the next reaction comes after grid time g; the reaction may then still fire
         # in the same iteration if it comes before the following grid time (and any time event).
-        record = active & ~timed & (t_next > g)
+        record = active & ~timed & (tau > g - c.t)
         r_next = c.r + record.astype(c.r.dtype)
         limit = jnp.minimum(grid[jnp.minimum(r_next, n_grid - 1)], t_event)
-        due = ~timed & (r_next < n_grid) & (t_next <= limit)
+        due = ~timed & (r_next < n_grid) & (tau <= limit - c.t)
         fire = due & (c.n < max_steps)
         x_rec = c.x
         if relaxed:
