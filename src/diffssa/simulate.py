@@ -126,8 +126,8 @@ class _Carry(NamedTuple):
     r: jax.Array  # () next grid row to record
     buf: jax.Array  # (T, S) recorded states
     key: jax.Array  # trajectory key
-    t_last: jax.Array  # () time of the last event (relaxed estimator only)
-    dx_last: jax.Array  # (S,) change of the last event (relaxed estimator only)
+    t_last: jax.Array  # (1,) time of the last event (relaxed estimator only, else (0,))
+    dx_last: jax.Array  # (S,) change of the last event (relaxed estimator only, else (0,))
     done: jax.Array  # (Et,) time events already applied
     trig: jax.Array  # (Es,) state-event trigger values
 
@@ -198,7 +198,7 @@ def _make_step(compiled: CompiledNetwork, events: CompiledEvents, grid, max_step
             x_rec = (
                 c.x
                 + _smooth_step(g - t_next, w) * delta
-                + (_smooth_step(g - c.t_last, w) - 1.0) * c.dx_last
+                + (_smooth_step(g - c.t_last[0], w) - 1.0) * c.dx_last
             )
         buf = c.buf.at[row].set(jnp.where(record, x_rec, c.buf[row]))
         x = jnp.where(fire, c.x + delta, c.x)
@@ -251,6 +251,7 @@ def _build_runner(compiled: CompiledNetwork, n_grid: int, max_steps: int, estima
     """A jitted ``run(grid, theta (B,P), x0 (B,S), keys (B,)) -> (states, exhausted, events)``."""
 
     events = compile_events(compiled.events, compiled.species, compiled.parameters)
+    relaxed = estimator is not None and estimator.observation_width is not None
 
     def run(grid, theta, x0, keys):
         step = jax.vmap(_make_step(compiled, events, grid, max_steps, estimator))
@@ -264,8 +265,8 @@ def _build_runner(compiled: CompiledNetwork, n_grid: int, max_steps: int, estima
             r=jnp.zeros((batch,), jnp.int32),
             buf=jnp.zeros((batch, n_grid, n_species), x0.dtype),
             key=keys,
-            t_last=zeros,
-            dx_last=jnp.zeros_like(x0),
+            t_last=jnp.zeros((batch, 1 if relaxed else 0), x0.dtype),
+            dx_last=jnp.zeros((batch, n_species if relaxed else 0), x0.dtype),
             done=done,
             trig=trig,
         )
@@ -288,8 +289,11 @@ def _build_runner(compiled: CompiledNetwork, n_grid: int, max_steps: int, estima
 
             @jax.checkpoint
             def run_chunk(state, theta):
+                # Each step is rematerialised too: the backward pass of a chunk keeps only the carries.
+                remat_step = jax.checkpoint(step, policy=jax.checkpoint_policies.nothing_saveable)
+
                 def body(s, _):
-                    return step(s[0], theta), None
+                    return remat_step(s[0], theta), None
 
                 return jax.lax.scan(body, state, None, length=chunk)[0]
 
