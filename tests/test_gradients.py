@@ -15,7 +15,9 @@ from diffssa import MassAction, Reaction, ReactionNetwork, simulate
 from diffssa.fitting import fit, moment_loss
 from diffssa.gradients import estimate_gradient
 
-from conftest import immigration_death
+from diffssa.cme import solve_cme
+
+from conftest import dimerization, immigration_death
 
 RUNS = 20_000
 
@@ -56,6 +58,15 @@ def test_immigration_death_transient_and_stationary():
     check(est, {"k": (1 - e) / mu, "mu": -(k / mu**2) * (1 - e) + (k / mu) * times * e})
     z = (est.value - (k / mu) * (1 - e)) / est.value_stderr
     assert np.all(np.abs(z) < 4)
+
+
+def test_dimerization_against_the_master_equation():
+    """2P <-> P2 (P0 = 100): the regime where a choice-only surrogate is off by -97% (docs/gradients.md)."""
+    net = dimerization()
+    times = np.array([2.0, 20.0])
+    exact = solve_cme(net, times)
+    est = estimate_gradient(net, times, "P", ["k1", "k2"], key=14, runs=RUNS, max_steps=250)
+    check(est, {p: exact.mean_gradient[:, 0, i] for i, p in enumerate(exact.parameter_names)})
 
 
 def test_jax_grad_of_a_user_loss_over_a_parameter_dict():

@@ -103,3 +103,9 @@ def test_expressions_evaluate_and_round_trip(text, value):
 def test_malformed_expressions_name_the_token(text, message):
     with pytest.raises(ExpressionError, match=message):
         parse_expression(text)
+
+
+def test_custom_law_never_fires_without_its_reactants():
+    net = ReactionNetwork({"X": 0}, {"c": 1.5}, [Reaction({"X": 1}, {}, Propensity("c"))])
+    assert propensities(net, [0])[0] == 0.0
+    assert propensities(net, [1])[0] == pytest.approx(1.5)

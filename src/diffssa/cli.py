@@ -119,8 +119,9 @@ def cmd_gradient(args) -> int:
             network, times, lambda states: states[:, -1, index], wrt, key=args.seed, runs=args.runs,
             max_steps=args.max_steps,
         )
-        out = {"value": float(fd["value"]), "gradient": {w: float(fd["gradient"][w]) for w in wrt},
-               "stderr": {w: float(fd["stderr"][w]) for w in wrt}}
+        value = _simulate_in_batches(network, times, args.runs, args.seed, args.max_steps)[args.species][:, -1]
+        out = {"value": float(np.mean(value)), "gradient": {w: float(fd[w].gradient) for w in wrt},
+               "stderr": {w: float(fd[w].stderr) for w in wrt}}
     else:
         from .gradients import estimate_gradient
 

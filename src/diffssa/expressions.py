@@ -197,6 +197,10 @@ class _Parser:
 
     def unary(self) -> Expr:
         tok = self.peek()
+        if tok[1] == "-" and self.tokens[self.i + 1][0] == "num" and self.tokens[self.i + 2][1] != "^":
+            following = self.tokens[self.i + 1]
+            self.i += 2  # a negative literal reads back as one number
+            return Num(-float(following[1]))
         if tok[0] == "op" and tok[1] in ("-", "+"):
             self.take()
             arg = self.unary()
@@ -312,7 +316,8 @@ def to_string(expr: Expr, parent: int = 0) -> str:
     """Infix text that :func:`parse_expression` reads back to an equal tree."""
     if isinstance(expr, Num):
         v = expr.value
-        return repr(int(v)) if float(v).is_integer() and abs(v) < 1e15 else repr(v)
+        text = repr(int(v)) if float(v).is_integer() and abs(v) < 1e15 else repr(v)
+        return f"({text})" if v < 0 and parent >= 3 else text
     if isinstance(expr, Sym):
         return expr.name
     if isinstance(expr, Neg):

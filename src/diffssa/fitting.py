@@ -78,12 +78,12 @@ def fit(
 
     key = _as_key(key)
     losses, history = [], {k: [] for k in initial}
-    bar = tqdm(range(steps), desc=description, disable=not progress, leave=False)
+    bar = tqdm(range(steps), desc=description, disable=not progress, leave=False, mininterval=1.0)
     for i in bar:
         for k, v in to_params(u).items():
             history[k].append(float(v))
         u, state, value = update(u, state, jax.random.fold_in(key, i))
         losses.append(float(value))
-        bar.set_postfix(loss=f"{losses[-1]:.4g}")
+        bar.set_postfix(loss=f"{losses[-1]:.4g}", refresh=False)
     final = {k: float(v) for k, v in to_params(u).items()}
     return FitResult(final, np.array(losses), {k: np.array(v) for k, v in history.items()})

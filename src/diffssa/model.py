@@ -219,7 +219,10 @@ class ReactionNetwork:
                 kind = "parameter" if isinstance(r.law, MassAction) else "species or parameter"
                 raise ValueError(f"reaction {label}: unknown {kind} {unknown[0]!r}")
             if isinstance(r.law, MassAction):
-                rate = float(evaluate(r.law.rate, parameters))
+                try:
+                    rate = float(evaluate(r.law.rate, parameters))
+                except ArithmeticError as err:
+                    raise ValueError(f"reaction {label}: rate constant cannot be evaluated: {err}") from None
                 if not (math.isfinite(rate) and rate >= 0):
                     raise ValueError(f"reaction {label}: rate constant must be finite and non-negative, got {rate}")
             reactants = {s: int(n) for s, n in r.reactants.items()}
@@ -292,11 +295,10 @@ class ReactionNetwork:
         )
 
     def describe(self) -> str:
-        """The network in the reaction language."""
-        lines = [f"parameter {p} = {v!r}" for p, v in self.parameters.items()]
-        lines += [f"species {s} = {n}" for s, n in self.species.items()]
-        lines += [r.describe() for r in self.reactions]
-        return "\n".join(lines) + "\n"
+        """The network in the reaction language (see :func:`diffssa.language.format_network`)."""
+        from .language import format_network
+
+        return format_network(self)
 
     # -------------------------------------------------------------- compiling
     def compile(self) -> CompiledNetwork:
@@ -328,6 +330,12 @@ def _compile(net: ReactionNetwork) -> CompiledNetwork:
     simple_rates = all(isinstance(e, Sym) for e in rate_exprs)
     rate_index = np.array([params.index(e.name) for e in rate_exprs], dtype=np.int32) if simple_rates else None
     custom_laws = [net.reactions[j].law.law for j in custom]
+    custom_width = max([len(net.reactions[j].reactants) for j in custom] + [1])
+    custom_idx = np.zeros((len(custom), custom_width), dtype=np.int32)
+    custom_need = np.zeros((len(custom), custom_width), dtype=np.float32)
+    for row, j in enumerate(custom):
+        for col, (s, n) in enumerate(net.reactions[j].reactants.items()):
+            custom_idx[row, col], custom_need[row, col] = s_idx[s], n
 
     def propensities(x, theta):
         env_p = {p: theta[i] for i, p in enumerate(params)}
@@ -348,7 +356,8 @@ def _compile(net: ReactionNetwork) -> CompiledNetwork:
             for law in custom_laws:
                 v = law(env_x, env_p) if callable(law) else evaluate(law, {**env_x, **env_p})
                 values.append(jnp.broadcast_to(jnp.asarray(v, dtype=x.dtype), ()))
-            parts.append(jnp.stack(values))
+            # a custom law never fires without its reactants (counts cannot go negative)
+            parts.append(jnp.stack(values) * jnp.all(x[custom_idx] >= custom_need, axis=1))
         a = jnp.concatenate(parts) if len(parts) > 1 else parts[0]
         a = a[order] if custom and mass_action else a
         return jnp.maximum(a, 0.0)

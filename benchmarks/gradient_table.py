@@ -1,0 +1,148 @@
+"""Bias and noise of every gradient estimator against exact derivatives of E[X(t)].
+
+Usage: python benchmarks/gradient_table.py [--runs 40000] [--seed 0] [--markdown FILE]
+
+Prints one JSON object: for each estimator, case, time and parameter, the estimate of
+d E[X(t)] / d log(theta), the exact value (analytic, or the chemical master equation for
+dimerisation), the relative bias with its standard error, and the per-trajectory SD relative to the
+exact value (the estimator's noise: a gradient from n trajectories has relative SE = that / sqrt(n)).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+import numpy as np
+
+from diffssa import Estimator, MassAction, Reaction, ReactionNetwork
+from diffssa.cme import solve_cme
+from diffssa.finite_differences import finite_difference_gradient
+from diffssa.gradients import estimate_gradient
+
+ESTIMATORS = {
+    "thinning c=1.2 + propensity ST (default)": Estimator(clock_factor=1.2),
+    "thinning c=1.5 + propensity ST": Estimator(clock_factor=1.5),
+    "thinning c=1.2 + Gumbel-softmax ST T=0.5": Estimator(choice="gumbel-softmax", temperature=0.5),
+    "thinning c=1.2 + Gumbel-softmax ST T=0.1": Estimator(choice="gumbel-softmax", temperature=0.1),
+    "direct + choice ST": Estimator(clock="direct"),
+    "direct + choice ST + smooth observation step w=0.01": Estimator(clock="direct", observation_width=0.01),
+}
+
+
+def cases():
+    birth = ReactionNetwork({"X": 0}, {"k": 20.0}, [Reaction({}, {"X": 1}, MassAction("k"))])
+    birth_death = ReactionNetwork(
+        {"X": 20}, {"b": 0.5, "d": 1.0},
+        [Reaction({"X": 1}, {"X": 2}, MassAction("b")), Reaction({"X": 1}, {}, MassAction("d"))],
+    )
+    imm = ReactionNetwork(
+        {"X": 0}, {"k": 10.0, "mu": 0.5},
+        [Reaction({}, {"X": 1}, MassAction("k")), Reaction({"X": 1}, {}, MassAction("mu"))],
+    )
+    dimer = ReactionNetwork(
+        {"P": 100, "P2": 0}, {"k1": 0.001, "k2": 0.01},
+        [Reaction({"P": 2}, {"P2": 1}, MassAction("k1")), Reaction({"P2": 1}, {"P": 2}, MassAction("k2"))],
+    )
+
+    def birth_exact(t):
+        return {"k": 20.0 * t}
+
+    def bd_exact(t):
+        m = 20 * np.exp(-0.5 * t)
+        return {"b": 0.5 * t * m, "d": -1.0 * t * m}
+
+    def imm_exact(t):
+        e = np.exp(-0.5 * t)
+        return {"k": 10.0 * (1 - e) / 0.5, "mu": 0.5 * (-(10 / 0.25) * (1 - e) + (10 / 0.5) * t * e)}
+
+    def dimer_exact(t):
+        sol = solve_cme(dimer, [t])
+        return {p: float(sol.mean_gradient[0, 0, i]) * dimer.parameters[p] for i, p in enumerate(sol.parameter_names)}
+
+    return [
+        ("pure birth 0->X", birth, "X", [0.2, 1.0], birth_exact, 100),
+        ("birth-death X->2X, X->0", birth_death, "X", [0.3, 1.5], bd_exact, 300),
+        ("immigration-death", imm, "X", [0.5, 10.0], imm_exact, 600),
+        ("dimerisation 2P<->P2", dimer, "P", [2.0, 20.0], dimer_exact, 200),
+    ]
+
+
+def row(label, case, t, name, estimate, stderr, per_run_sd, exact, seconds):
+    return {
+        "estimator": label, "case": case, "time": t, "parameter": f"log {name}",
+        "estimate": estimate, "exact": exact,
+        "relative_bias": estimate / exact - 1, "relative_stderr": stderr / abs(exact),
+        "relative_per_run_sd": per_run_sd / abs(exact), "seconds": seconds,
+    }
+
+
+def run(runs: int, seed: int):
+    rows = []
+    for case, net, species, times, exact_fn, max_steps in cases():
+        exact = {t: exact_fn(t) for t in times}
+        for label, est in ESTIMATORS.items():
+            start = time.perf_counter()
+            steps = int(max_steps * (est.clock_factor if est.clock == "thinning" else 1)) + 50
+            g = estimate_gradient(net, times, species, list(net.parameters), key=seed, runs=runs,
+                                  estimator=est, max_steps=steps)
+            seconds = time.perf_counter() - start
+            for i, t in enumerate(times):
+                for name, value in net.parameters.items():
+                    rows.append(row(label, case, t, name, float(g.gradient[name][i]) * value,
+                                    float(g.stderr[name][i]) * value, float(g.per_run_sd[name][i]) * value,
+                                    exact[t][name], seconds))
+            print(f"{case:28s} {label:55s} {seconds:6.1f} s", file=sys.stderr)
+        start = time.perf_counter()
+        index = net.species_names.index(species)
+        fd = finite_difference_gradient(net, times, lambda s: s[:, :, index], list(net.parameters),
+                                        key=seed, runs=runs, max_steps=max_steps * 2)
+        seconds = time.perf_counter() - start
+        for i, t in enumerate(times):
+            for name, value in net.parameters.items():
+                r = fd[name]
+                rows.append(row("finite differences, common random numbers (h = 5%)", case, t, name,
+                                float(r.gradient[i]) * value, float(r.stderr[i]) * value,
+                                float(r.stderr[i]) * value * np.sqrt(runs), exact[t][name], seconds))
+    return rows
+
+
+def markdown(rows, runs):
+    """One line per (case, time, parameter), one column per estimator."""
+    keys = list(dict.fromkeys((r["case"], r["time"], r["parameter"]) for r in rows))
+    labels = list(dict.fromkeys(r["estimator"] for r in rows))
+    lines = ["| case | t | d/d | " + " | ".join(labels) + " |", "|" + "---|" * (len(labels) + 3)]
+    for case, t, p in keys:
+        cells = []
+        for label in labels:
+            r = next(r for r in rows if r["estimator"] == label and (r["case"], r["time"], r["parameter"]) == (case, t, p))
+            cells.append(f"{100 * r['relative_bias']:+.1f}% ± {100 * r['relative_stderr']:.1f} (sd {r['relative_per_run_sd']:.2g})")
+        lines.append(f"| {case} | {t:g} | {p} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + (
+        f"\n\nEach cell: relative bias ± its standard error, in %, and (sd) the per-trajectory SD of the "
+        f"gradient relative to the exact value; {runs} trajectories per estimate.\n"
+    )
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=40_000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--markdown", help="also write the table as markdown to this file")
+    parser.add_argument("--from-json", help="re-render the markdown from an earlier JSON output instead of running")
+    args = parser.parse_args()
+    if args.from_json:
+        with open(args.from_json) as f:
+            rows = json.load(f)["rows"]
+    else:
+        rows = run(args.runs, args.seed)
+    if args.markdown:
+        with open(args.markdown, "w") as f:
+            f.write(markdown(rows, args.runs))
+    print(json.dumps({"runs": args.runs, "seed": args.seed, "rows": rows}))
+
+
+if __name__ == "__main__":
+    main()
