@@ -85,7 +85,8 @@ class Trajectories:
 
     def summary_table(self) -> dict[str, np.ndarray]:
         """Columns ``time``, ``<species>-mean``, ``<species>-sd`` (the DSMTS layout)."""
-        mean, sd = np.asarray(self.mean()), np.asarray(self.sd())
+        states = np.asarray(self.states, dtype=np.float64)
+        mean, sd = states.mean(axis=0), states.std(axis=0, ddof=1 if states.shape[0] > 1 else 0)
         table = {"time": np.asarray(self.times)}
         for i, s in enumerate(self.species):
             table[f"{s}-mean"] = mean[:, i]
