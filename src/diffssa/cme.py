@@ -5,7 +5,8 @@ enumerated by breadth-first search from the initial state: a reaction can fire i
 reactants are present (structural reachability, so the space does not depend on parameter values),
 optionally capped per species with ``bounds``. Transitions that leave the enumerated space go to an
 absorbing sink, and the probability mass lost there by the last time is the FSP error
-``truncation_error`` (Munsky & Khammash 2006).
+``truncation_error`` (Munsky & Khammash 2006). A reaction whose reactants are absent has zero
+propensity here, whatever its (custom) law says.
 
 The generator ``Q(theta)`` is built from the network's own compiled propensity function, so the
 solution ``p(t) = expm(Q t) p(0)`` is a JAX function of the parameters: gradients of the moments
