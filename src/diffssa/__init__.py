@@ -1,6 +1,7 @@
 """diffssa: exact, batched and differentiable stochastic simulation of reaction networks in JAX."""
 
-from .estimators import DIRECT, DIRECT_RELAXED, ESTIMATORS, THINNING, THINNING_GUMBEL, Estimator
+from .estimators import DIRECT, DIRECT_RELAXED, ESTIMATORS, SCORE, THINNING, THINNING_GUMBEL, Estimator
+from .gradients import GradCheck, estimate_gradient, gradcheck
 from .model import CompiledNetwork, Event, MassAction, Propensity, Reaction, ReactionNetwork
 from .simulate import SimulationBudgetError, Trajectories, simulate, time_grid
 

@@ -14,6 +14,9 @@ derivatives backwards through the discrete choices.
   waiting times ``tau = E / a0``. Known to be badly biased for E[X(t)] (see ``docs/gradients.md``).
 * ``DIRECT_RELAXED``: ``DIRECT`` plus a backward-only smooth step on the indicator "event before the
   observation time" for the events either side of each grid time.
+* ``SCORE``: the score-function (likelihood-ratio) estimator: the direct method with no surrogate at
+  all; the simulator accumulates the path log-likelihood ``sum log a_j(fired) - integral a0 dt`` up to
+  each grid time, and ``grad E[f] = E[(f - b) grad log L]`` (see :mod:`diffssa.gradients`).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ __all__ = [
     "THINNING_GUMBEL",
     "DIRECT",
     "DIRECT_RELAXED",
+    "SCORE",
     "ESTIMATORS",
     "get_estimator",
 ]
@@ -38,9 +42,10 @@ class Estimator(NamedTuple):
     """Configuration of the backward-pass surrogate.
 
     clock: ``"thinning"`` (bound ``clock_factor * a0``, gradient stopped, null events) or ``"direct"``.
-    choice: ``"straight-through"`` (hard forward, gradient of the probabilities backward) or
+    choice: ``"straight-through"`` (hard forward, gradient of the probabilities backward),
         ``"gumbel-softmax"`` (hard forward, gradient of a tempered softmax of log-probabilities plus the
-        same Gumbel noise backward).
+        same Gumbel noise backward) or ``"score-function"`` (no surrogate; the path log-likelihood is
+        recorded instead, direct clock only).
     temperature: Gumbel-softmax temperature (dimensionless).
     clock_factor: thinning bound multiplier ``c >= 1``; larger means more null events.
     observation_width: direct clock only: width (time units) of the backward-only sigmoid that
@@ -56,8 +61,12 @@ class Estimator(NamedTuple):
     def validate(self) -> "Estimator":
         if self.clock not in ("thinning", "direct"):
             raise ValueError(f"estimator clock must be 'thinning' or 'direct', got {self.clock!r}")
-        if self.choice not in ("straight-through", "gumbel-softmax"):
-            raise ValueError(f"estimator choice must be 'straight-through' or 'gumbel-softmax', got {self.choice!r}")
+        if self.choice not in ("straight-through", "gumbel-softmax", "score-function"):
+            raise ValueError(
+                f"estimator choice must be 'straight-through', 'gumbel-softmax' or 'score-function', got {self.choice!r}"
+            )
+        if self.choice == "score-function" and (self.clock != "direct" or self.observation_width is not None):
+            raise ValueError("the score-function estimator uses the direct clock and no observation relaxation")
         if not self.temperature > 0:
             raise ValueError(f"Gumbel-softmax temperature must be positive, got {self.temperature!r}")
         if self.clock == "thinning" and not self.clock_factor >= 1:
@@ -74,17 +83,20 @@ THINNING = Estimator()
 THINNING_GUMBEL = Estimator(choice="gumbel-softmax", temperature=0.5)
 DIRECT = Estimator(clock="direct")
 DIRECT_RELAXED = Estimator(clock="direct", observation_width=0.1)
+SCORE = Estimator(clock="direct", choice="score-function")
 
 ESTIMATORS = {
     "thinning": THINNING,
     "thinning-gumbel": THINNING_GUMBEL,
     "direct": DIRECT,
     "direct-relaxed": DIRECT_RELAXED,
+    "score-function": SCORE,
 }
 
 
 def get_estimator(name: str | Estimator) -> Estimator:
-    """Look an estimator up by name (``thinning``, ``thinning-gumbel``, ``direct``, ``direct-relaxed``)."""
+    """Look an estimator up by name (``thinning``, ``thinning-gumbel``, ``direct``, ``direct-relaxed``,
+    ``score-function``)."""
     if isinstance(name, Estimator):
         return name.validate()
     try:

@@ -48,18 +48,22 @@ class Trajectories:
     exhausted: (B,) True where the step budget ran out (those rows past the last reached time are NaN).
     events: (B,) events fired per trajectory (null events of a thinning clock included).
     species: species names, in the order of the last axis of ``states``.
+    log_likelihood: (B, T) path log-likelihood up to each time, differentiable in the parameters
+        (score-function estimator only, else None).
     """
 
-    def __init__(self, times, states, exhausted, events, species):
+    def __init__(self, times, states, exhausted, events, species, log_likelihood=None):
         self.times, self.states, self.exhausted, self.events = times, states, exhausted, events
         self.species = tuple(species)
+        self.log_likelihood = log_likelihood
 
     def tree_flatten(self):
-        return (self.times, self.states, self.exhausted, self.events), self.species
+        return (self.times, self.states, self.exhausted, self.events, self.log_likelihood), self.species
 
     @classmethod
     def tree_unflatten(cls, species, leaves):
-        return cls(*leaves, species)
+        times, states, exhausted, events, log_likelihood = leaves
+        return cls(times, states, exhausted, events, species, log_likelihood)
 
     def __repr__(self):
         b, t, s = self.states.shape
@@ -131,6 +135,8 @@ class _Carry(NamedTuple):
     dx_last: jax.Array  # (S,) change of the last event (relaxed estimator only, else (0,))
     done: jax.Array  # (Et,) time events already applied
     trig: jax.Array  # (Es,) state-event trigger values
+    logl: jax.Array  # (1,) path log-likelihood so far (score-function estimator only, else (0,))
+    logl_buf: jax.Array  # (T,) log-likelihood up to each grid time (score-function only, else (0,))
 
 
 def _smooth_step(z, width):
@@ -151,6 +157,7 @@ def _make_step(compiled: CompiledNetwork, events: CompiledEvents, grid, max_step
     propensities = compiled.propensities
     thinning = estimator is not None and estimator.clock == "thinning"
     relaxed = estimator is not None and estimator.observation_width is not None
+    score = estimator is not None and estimator.choice == "score-function"
 
     def step(c: _Carry, theta):
         active = c.r < n_grid
@@ -164,11 +171,13 @@ def _make_step(compiled: CompiledNetwork, events: CompiledEvents, grid, max_step
         bound = jax.lax.stop_gradient(estimator.clock_factor * a0) if thinning else a0
         positive = bound > 0
         safe_bound = jnp.where(positive, bound, 1.0)
-        tau = jnp.where(positive, -jnp.log1p(-u[0]) / safe_bound, jnp.inf)
+        clock = jax.lax.stop_gradient(safe_bound) if score else safe_bound
+        tau = jnp.where(positive, -jnp.log1p(-u[0]) / clock, jnp.inf)
         t_next = c.t + tau
         index = jnp.sum(cum < u[1] * jax.lax.stop_gradient(safe_bound)).astype(jnp.int32)
-        if estimator is None:
-            delta = nu_null[jnp.minimum(index, n_reactions - 1)]
+        if estimator is None or score:
+            index = jnp.minimum(index, n_reactions - 1)
+            delta = nu_null[index]
         else:
             probs = a / safe_bound
             if thinning:
@@ -202,6 +211,12 @@ def _make_step(compiled: CompiledNetwork, events: CompiledEvents, grid, max_step
                 + (_smooth_step(g - c.t_last[0], w) - 1.0) * c.dx_last
             )
         buf = c.buf.at[row].set(jnp.where(record, x_rec, c.buf[row]))
+        logl, logl_buf = c.logl, c.logl_buf
+        if score:  # log L = sum of log a_j at fired reactions - integral of a0 dt (gradient in theta only)
+            logl_buf = logl_buf.at[row].set(jnp.where(record, logl[0] - a0 * (g - c.t), logl_buf[row]))
+            safe_log = jnp.log(jnp.where(fire, a[index], 1.0))
+            elapsed = jnp.where(fire, tau, jnp.where(timed, t_event - c.t, 0.0))
+            logl = logl + jnp.where(fire, safe_log, 0.0) - a0 * jax.lax.stop_gradient(elapsed)
         x = jnp.where(fire, c.x + delta, c.x)
         t = jnp.where(fire, t_next, c.t)
         done, trig = c.done, c.trig
@@ -226,6 +241,8 @@ def _make_step(compiled: CompiledNetwork, events: CompiledEvents, grid, max_step
             dx_last=jnp.where(fire, delta, c.dx_last) if relaxed else c.dx_last,
             done=done,
             trig=trig,
+            logl=logl,
+            logl_buf=logl_buf,
         )
         return new, due & ~fire
 
@@ -249,10 +266,11 @@ def _initial_events(events: CompiledEvents, x, theta):
 
 
 def _build_runner(compiled: CompiledNetwork, n_grid: int, max_steps: int, estimator: Estimator | None, chunk: int):
-    """A jitted ``run(grid, theta (B,P), x0 (B,S), keys (B,)) -> (states, exhausted, events)``."""
+    """A jitted ``run(grid, theta (B,P), x0 (B,S), keys (B,)) -> (states, exhausted, events, log_likelihood)``."""
 
     events = compile_events(compiled.events, compiled.species, compiled.parameters)
     relaxed = estimator is not None and estimator.observation_width is not None
+    score = estimator is not None and estimator.choice == "score-function"
 
     def run(grid, theta, x0, keys):
         step = jax.vmap(_make_step(compiled, events, grid, max_steps, estimator))
@@ -270,6 +288,8 @@ def _build_runner(compiled: CompiledNetwork, n_grid: int, max_steps: int, estima
             dx_last=jnp.zeros((batch, n_species if relaxed else 0), x0.dtype),
             done=done,
             trig=trig,
+            logl=jnp.zeros((batch, 1 if score else 0), x0.dtype),
+            logl_buf=jnp.zeros((batch, n_grid if score else 0), x0.dtype),
         )
 
         def running(c, stuck):
@@ -307,7 +327,7 @@ def _build_runner(compiled: CompiledNetwork, n_grid: int, max_steps: int, estima
         exhausted = carry.r < n_grid
         unreached = jnp.arange(n_grid)[None, :] >= carry.r[:, None]
         states = jnp.where(unreached[:, :, None], jnp.nan, carry.buf)
-        return states, exhausted, carry.n
+        return states, exhausted, carry.n, (carry.logl_buf if score else None)
 
     return jax.jit(run)
 
@@ -410,8 +430,8 @@ def simulate(
     runner = compiled.cache.get(cache_key)
     if runner is None:
         runner = compiled.cache[cache_key] = _build_runner(compiled, grid.size, max_steps, est, int(chunk))
-    states, exhausted, events = runner(jnp.asarray(grid), theta, x0, keys)
-    result = Trajectories(jnp.asarray(grid), states, exhausted, events, compiled.species)
+    states, exhausted, events, log_likelihood = runner(jnp.asarray(grid), theta, x0, keys)
+    result = Trajectories(jnp.asarray(grid), states, exhausted, events, compiled.species, log_likelihood)
     _check_budget(exhausted, max_steps, on_exhausted)
     return result
 
