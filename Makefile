@@ -25,5 +25,8 @@ bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e ".[bench]"
 	$(BIN)/python benchmarks/throughput.py
 
+conformance: $(STAMP)
+	$(BIN)/diffssa dsmts ../shared/dsmts/0* --runs 10000 --seed 1
+
 clean:
 	rm -rf $(VENV) demo-output .pytest_cache

@@ -3,6 +3,8 @@
 from .estimators import DIRECT, DIRECT_RELAXED, ESTIMATORS, SCORE, THINNING, THINNING_GUMBEL, Estimator
 from .gradients import GradCheck, estimate_gradient, gradcheck
 from .model import CompiledNetwork, Event, MassAction, Propensity, Reaction, ReactionNetwork
+from .language import format_network, load_network, parse_network
+from .sbml import SBMLError, load_sbml, write_sbml
 from .simulate import SimulationBudgetError, Trajectories, simulate, time_grid
 
 __version__ = "0.1.0"

@@ -54,11 +54,14 @@ def fit(
     log_space: bool = True,
     progress: bool = True,
     description: str = "fitting",
+    average_last: int = 0,
 ) -> FitResult:
     """Minimise ``loss(params, key)`` from ``initial`` with optax (default Adam, learning rate 0.05).
 
     With ``log_space`` (default) the optimiser works on log parameters, so every value stays positive
-    and a step is a relative change. Returns the final parameters and the loss/parameter history.
+    and a step is a relative change. ``average_last = n`` returns the average of the last ``n``
+    iterates (Polyak-Ruppert averaging, in the optimised space), which averages the Monte Carlo noise
+    of the gradients down; otherwise the final iterate. Returns the parameters and the history.
     """
     if steps < 1:
         raise ValueError(f"steps must be positive, got {steps}")
@@ -85,5 +88,9 @@ def fit(
         u, state, value = update(u, state, jax.random.fold_in(key, i))
         losses.append(float(value))
         bar.set_postfix(loss=f"{losses[-1]:.4g}", refresh=False)
+        if average_last and i >= steps - average_last:
+            total = u if i == steps - average_last else jax.tree_util.tree_map(jnp.add, total, u)
+    if average_last:
+        u = jax.tree_util.tree_map(lambda v: v / min(average_last, steps), total)
     final = {k: float(v) for k, v in to_params(u).items()}
     return FitResult(final, np.array(losses), {k: np.array(v) for k, v in history.items()})

@@ -1,0 +1,376 @@
+"""SBML import/export: each feature on a small hand-written model."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import libsbml
+import numpy as np
+import pytest
+
+from conftest import dimerization, immigration_death
+from diffssa import Event, MassAction, Propensity, Reaction, ReactionNetwork, simulate
+from diffssa.expressions import BinOp, Call, Num, Sym
+from diffssa.sbml import SBMLError, load_sbml, write_sbml
+
+
+def mathml(formula: str) -> str:
+    node = libsbml.parseL3Formula(formula)
+    assert node is not None, libsbml.getLastParseL3Error()
+    return libsbml.writeMathMLToString(node).split("\n", 1)[1]
+
+
+def species(sid, amount=None, conc=None, hosu=True, boundary=False, constant=False, comp="C"):
+    init = f'initialAmount="{amount}"' if amount is not None else ""
+    init = f'initialConcentration="{conc}"' if conc is not None else init
+    return (
+        f'<species id="{sid}" compartment="{comp}" {init} hasOnlySubstanceUnits="{str(hosu).lower()}" '
+        f'boundaryCondition="{str(boundary).lower()}" constant="{str(constant).lower()}"/>'
+    )
+
+
+def parameter(pid, value=None):
+    value = f'value="{value}"' if value is not None else ""
+    return f'<parameter id="{pid}" {value} constant="true"/>'
+
+
+def reaction(rid, reactants, products, law, local=None, fast="false", extra=""):
+    def refs(tag, side):
+        if not side:
+            return ""
+        ref = '<speciesReference species="{}" stoichiometry="{}" constant="true"/>'
+        items = "".join(ref.format(s, n) for s, n in side.items())
+        return f"<{tag}>{items}</{tag}>"
+
+    params = "".join(f'<localParameter id="{p}" value="{v}"/>' for p, v in (local or {}).items())
+    params = f"<listOfLocalParameters>{params}</listOfLocalParameters>" if params else ""
+    return (
+        f'<reaction id="{rid}" reversible="false" fast="{fast}" {extra}>'
+        f'{refs("listOfReactants", reactants)}{refs("listOfProducts", products)}'
+        f"<kineticLaw>{mathml(law)}{params}</kineticLaw></reaction>"
+    )
+
+
+def event(eid, trigger, assignments, extra="", persistent="true", inner=""):
+    items = "".join(f'<eventAssignment variable="{v}">{mathml(f)}</eventAssignment>' for v, f in assignments.items())
+    return (
+        f'<event id="{eid}" useValuesFromTriggerTime="true" {extra}>'
+        f'<trigger initialValue="false" persistent="{persistent}">{mathml(trigger)}</trigger>{inner}'
+        f"<listOfEventAssignments>{items}</listOfEventAssignments></event>"
+    )
+
+
+def write_model(tmp_path, species_xml, reactions_xml, params_xml="", size="1", rules="", initial="", events="",
+                functions="", name="model.xml"):
+    size = f'size="{size}"' if size is not None else ""
+    text = f"""<?xml version="1.0" encoding="UTF-8"?>
+<sbml xmlns="http://www.sbml.org/sbml/level3/version1/core" level="3" version="1">
+  <model id="m">
+    {f"<listOfFunctionDefinitions>{functions}</listOfFunctionDefinitions>" if functions else ""}
+    <listOfCompartments><compartment id="C" spatialDimensions="3" {size} constant="true"/></listOfCompartments>
+    <listOfSpecies>{''.join(species_xml)}</listOfSpecies>
+    {f"<listOfParameters>{''.join(params_xml)}</listOfParameters>" if params_xml else ""}
+    {f"<listOfInitialAssignments>{initial}</listOfInitialAssignments>" if initial else ""}
+    {f"<listOfRules>{rules}</listOfRules>" if rules else ""}
+    <listOfReactions>{''.join(reactions_xml)}</listOfReactions>
+    {f"<listOfEvents>{events}</listOfEvents>" if events else ""}
+  </model>
+</sbml>
+"""
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def rates(net, **state):
+    """Propensities of ``net`` at the given counts (others at their initial values), default parameters."""
+    compiled = net.compile()
+    x = jnp.asarray([state.get(s, n) for s, n in net.species.items()], jnp.float32)
+    theta = jnp.asarray(list(net.parameters.values()), jnp.float32)
+    return np.asarray(compiled.propensities(x, theta))
+
+
+def test_amounts_and_concentrations_in_a_compartment_of_size_two(tmp_path):
+    path = write_model(
+        tmp_path,
+        [species("A", amount=10), species("B", conc=3, hosu=False), species("D", amount=4, hosu=False)],
+        [reaction(f"r{s}", {s: 1}, {}, f"k * {s}") for s in "BAD"],
+        [parameter("k", 0.5)],
+        size="2",
+    )
+    net = load_sbml(path)
+    assert net.species == {"A": 10, "B": 6, "D": 4}  # amounts: B = 3 (conc) * 2; D's initialAmount is an amount
+    assert net.volume == 2.0
+    # B and D read as concentrations in the laws (amount / 2), A as an amount
+    np.testing.assert_allclose(rates(net), [0.5 * 6 / 2, 0.5 * 10, 0.5 * 4 / 2], rtol=1e-6)
+
+
+def test_boundary_and_constant_species_are_not_changed_by_reactions(tmp_path):
+    path = write_model(
+        tmp_path,
+        [species("S", amount=5, boundary=True), species("X", amount=0),
+         species("Sink", amount=0, boundary=True, constant=True)],
+        [reaction("in", {"S": 1}, {"X": 1}, "k * S"), reaction("out", {"X": 1}, {"Sink": 1}, "mu * X")],
+        [parameter("k", 1.0), parameter("mu", 0.5)],
+    )
+    net = load_sbml(path)
+    assert list(net.species) == ["S", "X", "Sink"]
+    np.testing.assert_array_equal(net.stoichiometry, [[0, 1, 0], [0, -1, 0]])
+    traj = simulate(net, np.linspace(0, 5, 6), key=0, runs=50)
+    assert np.all(np.asarray(traj["S"]) == 5) and np.all(np.asarray(traj["Sink"]) == 0)
+    assert float(traj.mean()[-1, 1]) > 3  # X heads to k * S / mu = 10
+
+
+def test_global_and_local_parameters(tmp_path):
+    path = write_model(
+        tmp_path,
+        [species("X", amount=3)],
+        [reaction("R1", {"X": 1}, {}, "k * X", local={"k": 2.0}), reaction("R2", {}, {"X": 1}, "k")],
+        [parameter("k", 1.0)],
+    )
+    net = load_sbml(path)
+    assert net.parameters == {"k": 1.0, "R1_k": 2.0}
+    np.testing.assert_allclose(rates(net), [6.0, 1.0])
+    clash = write_model(
+        tmp_path,
+        [species("X", amount=3)],
+        [reaction("R1", {"X": 1}, {}, "k * X", local={"k": 2.0})],
+        [parameter("R1_k", 1.0)],
+        name="clash.xml",
+    )
+    with pytest.raises(SBMLError, match=r"reaction 'R1'.*local parameter 'k'.*'R1_k'"):
+        load_sbml(clash)
+
+
+def test_non_unit_and_batch_stoichiometry(tmp_path):
+    path = write_model(
+        tmp_path,
+        [species("X", amount=10), species("Y", amount=0)],
+        [reaction("dim", {"X": 2}, {"Y": 1}, "c * X * (X - 1) / 2"), reaction("batch", {}, {"X": 5}, "a")],
+        [parameter("c", 0.1), parameter("a", 1.0)],
+    )
+    net = load_sbml(path)
+    np.testing.assert_array_equal(net.stoichiometry, [[-2, 1], [5, 0]])
+    np.testing.assert_allclose(rates(net), [0.1 * 10 * 9 / 2, 1.0], rtol=1e-6)  # the law as written
+
+
+def test_parameter_assignment_rules_are_inlined(tmp_path):
+    rules = (
+        f'<assignmentRule variable="kk">{mathml("2 * k")}</assignmentRule>'
+        f'<assignmentRule variable="k3">{mathml("kk + X")}</assignmentRule>'
+    )
+    path = write_model(
+        tmp_path,
+        [species("X", amount=4)],
+        [reaction("r", {"X": 1}, {}, "k3 * X")],
+        [parameter("k", 1.5), '<parameter id="kk" constant="false"/>', '<parameter id="k3" constant="false"/>'],
+        rules=rules,
+    )
+    net = load_sbml(path)
+    assert net.parameters == {"k": 1.5}
+    np.testing.assert_allclose(rates(net), [(2 * 1.5 + 4) * 4])
+
+
+def test_species_assignment_rules_affine_kept_exact_nonlinear_refused(tmp_path):
+    species_xml = [species("X", amount=10), species("y", amount=0)]
+    path = write_model(
+        tmp_path, species_xml, [reaction("birth", {"X": 1}, {"X": 2}, "X"), reaction("death", {"X": 1}, {}, "X")],
+        rules=f'<assignmentRule variable="y">{mathml("2 * X + 1")}</assignmentRule>',
+    )
+    net = load_sbml(path)
+    assert net.species == {"X": 10, "y": 21}
+    np.testing.assert_array_equal(net.stoichiometry, [[1, 2], [-1, -2]])
+    traj = simulate(net, np.linspace(0, 1, 5), key=1, runs=20)
+    np.testing.assert_array_equal(np.asarray(traj["y"]), 2 * np.asarray(traj["X"]) + 1)
+    bad = write_model(
+        tmp_path, species_xml, [reaction("death", {"X": 1}, {}, "X")],
+        rules=f'<assignmentRule variable="y">{mathml("X * X")}</assignmentRule>', name="bad.xml",
+    )
+    with pytest.raises(SBMLError, match=r"assignmentRule 'y'.*affine"):
+        load_sbml(bad)
+
+
+def test_initial_assignments_are_evaluated_in_dependency_order(tmp_path):
+    initial = (
+        f'<initialAssignment symbol="X">{mathml("2 * k")}</initialAssignment>'
+        f'<initialAssignment symbol="k">{mathml("3 * j")}</initialAssignment>'
+    )
+    path = write_model(
+        tmp_path,
+        [species("X", amount=0)],
+        [reaction("r", {"X": 1}, {}, "k * X")],
+        [parameter("j", 2.0), parameter("k", 1.0)],
+        initial=initial,
+    )
+    net = load_sbml(path)
+    assert net.parameters == {"j": 2.0, "k": 6.0}
+    assert net.species == {"X": 12}
+
+
+def test_function_definitions_and_mathml_functions(tmp_path):
+    functions = (
+        '<functionDefinition id="f"><math xmlns="http://www.w3.org/1998/Math/MathML">'
+        "<lambda><bvar><ci> a </ci></bvar><bvar><ci> b </ci></bvar>"
+        "<apply><times/><ci> a </ci><ci> b </ci></apply></lambda></math></functionDefinition>"
+    )
+    law = ("f(k, X) + piecewise(1, X > 2, 0) + log(2, 8) + root(3, 27) + ln(exp(2)) + abs(-1) + floor(1.5)"
+           " + ceil(1.5) + pi - pi")
+    path = write_model(tmp_path, [species("X", amount=4)], [reaction("r", {"X": 1}, {}, law)], [parameter("k", 0.5)],
+                       functions=functions)
+    np.testing.assert_allclose(rates(load_sbml(path)), [0.5 * 4 + 1 + 3 + 3 + 2 + 1 + 1 + 2], rtol=1e-6)
+
+
+def _event_model(tmp_path):
+    events = event("reset", "time >= 5", {"Y": "100"}) + event("cap", "X > 20", {"X": "0", "Y": "Y + 1"})
+    return write_model(
+        tmp_path,
+        [species("X", amount=0), species("Y", amount=0)],
+        [reaction("in", {}, {"X": 1}, "k")],
+        [parameter("k", 10.0)],
+        events=events,
+    )
+
+
+def test_events_are_built_from_triggers_and_assignments(tmp_path):
+    net = load_sbml(_event_model(tmp_path))
+    reset, cap = net.events
+    assert reset == Event(Call("geq", (Sym("time"), Num(5.0))), {"Y": Num(100.0)}, "reset", False)
+    assert cap.name == "cap" and cap.initial_value is False
+    assert cap.trigger == Call("gt", (Sym("X"), Num(20.0)))
+    assert cap.assignments == {"X": Num(0.0), "Y": BinOp("+", Sym("Y"), Num(1.0))}
+
+
+def test_events_with_time_and_species_triggers_simulate(tmp_path):
+    net = load_sbml(_event_model(tmp_path))
+    traj = simulate(net, np.array([4.99, 5.0, 7.0]), key=3, runs=200)
+    x, y = np.asarray(traj["X"]), np.asarray(traj["Y"])
+    assert np.all(y[:, 0] < 100) and np.all(y[:, 1:] >= 100)  # Y := 100 exactly at t = 5
+    assert np.all(x <= 20) and x.max() >= 15  # X is reset whenever it passes 20: every 2.1 time units on average
+    assert 1.5 < np.mean(y[:, 0]) < 3.0 and 0.5 < np.mean(y[:, 2] - y[:, 1]) < 1.5  # Y counts the resets
+
+
+def test_gradient_through_an_sbml_parameter(tmp_path):
+    path = write_model(
+        tmp_path,
+        [species("X", amount=0)],
+        [reaction("in", {}, {"X": 1}, "k"), reaction("out", {"X": 1}, {}, "mu * X")],
+        [parameter("k", 10.0), parameter("mu", 0.5)],
+    )
+    net = load_sbml(path)
+    times = np.array([0.0, 1.0, 2.0])
+
+    def mean_at_end(k):
+        return simulate(net, times, key=0, runs=300, params={"k": k}, max_steps=200).mean()[-1, 0]
+
+    grad = jax.grad(mean_at_end)(jnp.float32(10.0))
+    exact = (1 - math.exp(-0.5 * 2)) / 0.5  # d/dk of E X(2) = (k / mu)(1 - e^{-2 mu})
+    assert np.isfinite(grad) and abs(float(grad) - exact) < 0.3 * exact
+
+
+@pytest.mark.parametrize(
+    "what, kwargs, message",
+    [
+        ("delay", dict(events=event("late", "time >= 1", {"X": "0"},
+                                    inner=f"<delay>{mathml('1')}</delay>")), r"event 'late'.*delay"),
+        ("algebraic rule", dict(rules=f"<algebraicRule>{mathml('p - 2')}</algebraicRule>",
+                                params_xml=['<parameter id="p" constant="false"/>']), r"algebraicRule"),
+        ("rate rule", dict(rules=f'<rateRule variable="p">{mathml("1")}</rateRule>',
+                           params_xml=['<parameter id="p" value="0" constant="false"/>']), r"rateRule 'p'"),
+        ("fast reaction", dict(reactions_xml=[reaction("quick", {"X": 1}, {}, "X", fast="true")]),
+         r"reaction 'quick'.*fast"),
+        ("non-integer stoichiometry", dict(reactions_xml=[reaction("half", {"X": 1}, {"X": 1.5}, "X")]),
+         r"reaction 'half'.*species 'X'.*1\.5"),
+        ("priority", dict(events=event("first", "time >= 1", {"X": "0"},
+                                       inner=f"<priority>{mathml('1')}</priority>")), r"event 'first'.*priorit"),
+        ("non-persistent trigger", dict(events=event("flaky", "time >= 1", {"X": "0"}, persistent="false")),
+         r"event 'flaky'.*persistent"),
+        ("event assigning a parameter", dict(events=event("setk", "time >= 1", {"k": "2"}),
+                                             params_xml=['<parameter id="k" value="1" constant="false"/>']),
+         r"event 'setk'.*'k'"),
+        ("event assigning a constant species", dict(
+            species_xml=[species("X", amount=1), species("S", amount=1, boundary=True, constant=True)],
+            events=event("bad", "time >= 1", {"S": "2"})),
+         r"(?s)line 19: .*eventAssignment.*species with id 'S'.*constant"),  # found by libsbml's validation
+        ("time in a kinetic law", dict(reactions_xml=[reaction("clock", {}, {"X": 1}, "time")]),
+         r"reaction 'clock'.*time"),
+    ],
+)
+def test_unsupported_features_are_refused_by_name(tmp_path, what, kwargs, message):
+    args = dict(species_xml=[species("X", amount=1)], reactions_xml=[reaction("r", {"X": 1}, {}, "X")])
+    args.update(kwargs)
+    with pytest.raises(SBMLError, match=message):
+        load_sbml(write_model(tmp_path, **args))
+
+
+def test_sbml_packages_are_refused(tmp_path):
+    write_sbml(immigration_death(), tmp_path / "core.xml")
+    text = (tmp_path / "core.xml").read_text()
+    fbc = 'xmlns:fbc="http://www.sbml.org/sbml/level3/version1/fbc/version2" fbc:required="false" level='
+    (tmp_path / "fbc.xml").write_text(text.replace("level=", fbc, 1).replace("<model ", '<model fbc:strict="false" '))
+    with pytest.raises(SBMLError, match="package 'fbc'"):
+        load_sbml(tmp_path / "fbc.xml")
+
+
+def test_malformed_xml_reports_libsbml_message_and_line(tmp_path):
+    path = tmp_path / "broken.xml"
+    path.write_text(
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        '<sbml xmlns="http://www.sbml.org/sbml/level3/version1/core" level="3" version="1">\n'
+        '  <model id="m">\n'
+        '    <listOfSpecies>\n'
+        '      <species id="X" </listOfSpecies>\n'
+        "  </model>\n</sbml>\n"
+    )
+    with pytest.raises(SBMLError, match=r"broken\.xml.*\n  line 5: .*not well-formed"):
+        load_sbml(path)
+
+
+def test_missing_file_is_named(tmp_path):
+    with pytest.raises(SBMLError, match="nothere.xml: no such file"):
+        load_sbml(tmp_path / "nothere.xml")
+
+
+def _round_trip_networks():
+    hill = ReactionNetwork(
+        {"A": 5, "B": 0}, {"v": 2.0, "K": 3.0},
+        [Reaction({}, {"B": 1}, Propensity("v * hill(A, K, 2) + min(A, 1) * max(B, 0) + sqrt(A) * log10(10)")),
+         Reaction({"B": 1}, {}, Propensity("B * exp(-K / 10)"))],
+        events=[Event("geq(time, 3)", {"A": "A + 2"}, "bump", False), Event("gt(B, 4)", {"B": 0}, "clear")],
+    )
+    bimolecular = ReactionNetwork(
+        {"X": 30, "Y": 20, "Z": 0}, {"k": 0.5, "k2": "0.25"},
+        [Reaction({"X": 1, "Y": 1}, {"Z": 1}, MassAction("k")),
+         Reaction({"X": 3}, {"Y": 1}, MassAction("2 * k2")),
+         Reaction({"Z": 1}, {"X": 1, "Y": 1}, MassAction(0.1))],
+        volume=2.5,
+    )
+    return [immigration_death(), dimerization(), hill, bimolecular]
+
+
+@pytest.mark.parametrize(
+    "net", _round_trip_networks(), ids=["immigration_death", "dimerization", "hill_events", "bimolecular_v2.5"]
+)
+def test_write_then_load_round_trip(tmp_path, net):
+    path = tmp_path / "out.xml"
+    write_sbml(net, path)
+    doc = libsbml.readSBMLFromFile(str(path))
+    doc.checkConsistency()
+    errors = [doc.getError(i).getMessage() for i in range(doc.getNumErrors())
+              if doc.getError(i).getSeverity() >= libsbml.LIBSBML_SEV_ERROR]
+    assert errors == []
+    back = load_sbml(path)
+    assert back.species == net.species and back.parameters == net.parameters and back.volume == net.volume
+    np.testing.assert_array_equal(back.stoichiometry, net.stoichiometry)
+    assert [r.name for r in back.reactions] == [r.name for r in net.reactions]
+    assert [(e.name, e.initial_value, tuple(e.assignments)) for e in back.events] == \
+        [(e.name, e.initial_value, tuple(e.assignments)) for e in net.events]
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        state = {s: float(rng.integers(0, 40)) for s in net.species}
+        np.testing.assert_allclose(rates(back, **state), rates(net, **state), rtol=1e-5)
+
+
+def test_write_refuses_callable_laws(tmp_path):
+    net = ReactionNetwork({"X": 1}, {"k": 1.0}, [Reaction({"X": 1}, {}, Propensity(lambda x, p: p["k"] * x["X"]))])
+    with pytest.raises(ValueError, match="callable"):
+        write_sbml(net, tmp_path / "out.xml")
