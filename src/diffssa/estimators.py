@@ -110,19 +110,19 @@ def straight_through(hard, soft):
     return hard + soft - jax.lax.stop_gradient(soft)
 
 
-def choice_weights(estimator: Estimator, probs, index, gumbel_key):
+def choice_weights(estimator: Estimator, probs, index, uniforms):
     """Surrogate one-hot weights (K,) for the categorical choice ``index`` made with ``probs`` (K,).
 
     Straight-through: forward one-hot, backward d probs. Gumbel-softmax: the hard choice is the
-    argmax of ``log probs + G`` (an exact categorical draw, so ``index`` is ignored and redrawn from
-    ``gumbel_key``), and the backward pass is that of ``softmax((log probs + G) / temperature)``.
+    argmax of ``log probs + G`` with ``G = -log(-log(uniforms))`` (an exact categorical draw, so ``index``
+    is ignored and redrawn), and the backward pass is that of ``softmax((log probs + G) / temperature)``.
     Returns the weights and the index actually chosen.
     """
     k = probs.shape[0]
     if estimator.choice == "straight-through":
         return straight_through(jax.nn.one_hot(index, k, dtype=probs.dtype), probs), index
-    logits = jnp.log(jnp.maximum(probs, 1e-30)) + jax.random.gumbel(gumbel_key, (k,), probs.dtype)
-    logits = jnp.where(probs > 0, logits, -jnp.inf)
+    gumbel = -jnp.log(-jnp.log(jnp.clip(uniforms, 2.0**-24, 1.0 - 2.0**-24)))
+    logits = jnp.where(probs > 0, jnp.log(jnp.maximum(probs, 1e-30)) + gumbel, -1e30)
     index = jnp.argmax(logits)
     soft = jax.nn.softmax(logits / estimator.temperature)
     return straight_through(jax.nn.one_hot(index, k, dtype=probs.dtype), soft), index

@@ -25,6 +25,7 @@ from typing import Mapping, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.extend.random import threefry_2x32
 
 from .events import CompiledEvents, compile_events
 from .estimators import Estimator, choice_weights, get_estimator, straight_through
@@ -130,13 +131,29 @@ class _Carry(NamedTuple):
     n: jax.Array  # () events fired
     r: jax.Array  # () next grid row to record
     buf: jax.Array  # (T, S) recorded states
-    key: jax.Array  # trajectory key
+    key: jax.Array  # (2,) uint32 Threefry key of the trajectory
     t_last: jax.Array  # (1,) time of the last event (relaxed estimator only, else (0,))
     dx_last: jax.Array  # (S,) change of the last event (relaxed estimator only, else (0,))
     done: jax.Array  # (Et,) time events already applied
     trig: jax.Array  # (Es,) state-event trigger values
     logl: jax.Array  # (1,) path log-likelihood so far (score-function estimator only, else (0,))
     logl_buf: jax.Array  # (T,) log-likelihood up to each grid time (score-function only, else (0,))
+
+
+def _uniforms(key, n, stream: int, size: int):
+    """``size`` uniforms in [0, 1) for event ``n`` of a trajectory: one Threefry-2x32 block per pair.
+
+    ``key``: the trajectory's (2,) uint32 Threefry key. The counter pairs ``(n, stream * 2**16 + i)``
+    make every (event, stream, index) draw distinct, and the same draw for the same event counter,
+    which is what lets a pending event be recomputed exactly in a later iteration.
+    """
+    pairs = -(-size // 2)
+    counts = jnp.concatenate([
+        jnp.full((pairs,), n, jnp.uint32),
+        jnp.uint32(stream << 16) + jnp.arange(pairs, dtype=jnp.uint32),
+    ])
+    bits = threefry_2x32(key, counts)[:size]
+    return jax.lax.bitcast_convert_type((bits >> 9) | jnp.uint32(0x3F800000), jnp.float32) - 1.0
 
 
 def _smooth_step(z, width):
@@ -166,8 +183,7 @@ def _make_step(compiled: CompiledNetwork, events: CompiledEvents, grid, max_step
         a = propensities(c.x, theta)
         cum = jnp.cumsum(a)
         a0 = cum[-1]
-        event_key = jax.random.fold_in(c.key, c.n)
-        u = jax.random.uniform(event_key, (2,), dtype=c.x.dtype)
+        u = _uniforms(c.key, c.n, 0, 2)
         bound = jax.lax.stop_gradient(estimator.clock_factor * a0) if thinning else a0
         positive = bound > 0
         safe_bound = jnp.where(positive, bound, 1.0)
@@ -184,7 +200,8 @@ def _make_step(compiled: CompiledNetwork, events: CompiledEvents, grid, max_step
                 probs = jnp.concatenate([probs, (1.0 - a0 / safe_bound)[None]])
             else:
                 index = jnp.minimum(index, n_reactions - 1)
-            weights, index = choice_weights(estimator, probs, index, jax.random.fold_in(event_key, 1))
+            noise = _uniforms(c.key, c.n, 1, probs.shape[0]) if estimator.choice == "gumbel-softmax" else None
+            weights, index = choice_weights(estimator, probs, index, noise)
             delta = weights[:n_reactions] @ nu
 
         if events.n_time:
@@ -423,8 +440,7 @@ def simulate(
     est = get_estimator(estimator) if differentiable else None
     if chunk is None:
         chunk = max(8, int(math.sqrt(max_steps + grid.size)))
-    key = _as_key(key)
-    keys = jax.random.split(key, runs)
+    keys = jax.random.bits(_as_key(key), (runs, 2), jnp.uint32)  # one Threefry key per trajectory
 
     cache_key = (grid.size, max_steps, est, int(chunk) if est is not None else 0)
     runner = compiled.cache.get(cache_key)
