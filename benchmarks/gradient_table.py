@@ -29,6 +29,7 @@ ESTIMATORS = {
     "thinning c=1.2 + Gumbel-softmax ST T=0.1": Estimator(choice="gumbel-softmax", temperature=0.1),
     "direct + choice ST": Estimator(clock="direct"),
     "direct + choice ST + smooth observation step w=0.01": Estimator(clock="direct", observation_width=0.01),
+    "score function (likelihood ratio, leave-one-out baseline)": Estimator(clock="direct", choice="score-function"),
 }
 
 
@@ -58,15 +59,24 @@ def cases():
         e = np.exp(-0.5 * t)
         return {"k": 10.0 * (1 - e) / 0.5, "mu": 0.5 * (-(10 / 0.25) * (1 - e) + (10 / 0.5) * t * e)}
 
-    def dimer_exact(t):
-        sol = solve_cme(dimer, [t])
-        return {p: float(sol.mean_gradient[0, 0, i]) * dimer.parameters[p] for i, p in enumerate(sol.parameter_names)}
+    small = ReactionNetwork(
+        {"P": 10, "P2": 0}, {"k1": 0.02, "k2": 0.1},
+        [Reaction({"P": 2}, {"P2": 1}, MassAction("k1")), Reaction({"P2": 1}, {"P": 2}, MassAction("k2"))],
+    )
+
+    def cme_exact(net):
+        def exact(t):
+            sol = solve_cme(net, [t])
+            return {p: float(sol.mean_gradient[0, 0, i]) * net.parameters[p] for i, p in enumerate(sol.parameter_names)}
+
+        return exact
 
     return [
         ("pure birth 0->X", birth, "X", [0.2, 1.0], birth_exact, 100),
         ("birth-death X->2X, X->0", birth_death, "X", [0.3, 1.5], bd_exact, 300),
         ("immigration-death", imm, "X", [0.5, 10.0], imm_exact, 600),
-        ("dimerisation 2P<->P2", dimer, "P", [2.0, 20.0], dimer_exact, 200),
+        ("dimerisation 2P<->P2", dimer, "P", [2.0, 20.0], cme_exact(dimer), 200),
+        ("dimerisation, small counts (P0 = 10)", small, "P", [1.0, 20.0], cme_exact(small), 200),
     ]
 
 

@@ -316,12 +316,17 @@ def _compile(net: ReactionNetwork) -> CompiledNetwork:
     custom = [j for j, r in enumerate(net.reactions) if not isinstance(r.law, MassAction)]
     order = np.argsort(np.array(mass_action + custom, dtype=np.int64))
 
-    width = max([len(net.reactions[j].reactants) for j in mass_action] + [1])
-    idx = np.zeros((len(mass_action), width), dtype=np.int32)
-    coef = np.zeros((len(mass_action), width), dtype=np.int32)
-    for row, j in enumerate(mass_action):
-        for col, (s, n) in enumerate(net.reactions[j].reactants.items()):
-            idx[row, col], coef[row, col] = s_idx[s], n
+    def reactant_table(rows):
+        """(len(rows), width) species indices and coefficients of the reactants, zero-padded."""
+        width = max([len(net.reactions[j].reactants) for j in rows] + [1])
+        index = np.zeros((len(rows), width), dtype=np.int32)
+        count = np.zeros((len(rows), width), dtype=np.int32)
+        for row, j in enumerate(rows):
+            for col, (s, n) in enumerate(net.reactions[j].reactants.items()):
+                index[row, col], count[row, col] = s_idx[s], n
+        return index, count
+
+    idx, coef = reactant_table(mass_action)
     max_coef = int(coef.max()) if coef.size else 0
     inv_factorial = np.array([1.0 / math.factorial(int(n)) for n in coef.ravel()], dtype=np.float32).reshape(coef.shape)
     orders = coef.sum(axis=1)
@@ -330,12 +335,7 @@ def _compile(net: ReactionNetwork) -> CompiledNetwork:
     simple_rates = all(isinstance(e, Sym) for e in rate_exprs)
     rate_index = np.array([params.index(e.name) for e in rate_exprs], dtype=np.int32) if simple_rates else None
     custom_laws = [net.reactions[j].law.law for j in custom]
-    custom_width = max([len(net.reactions[j].reactants) for j in custom] + [1])
-    custom_idx = np.zeros((len(custom), custom_width), dtype=np.int32)
-    custom_need = np.zeros((len(custom), custom_width), dtype=np.float32)
-    for row, j in enumerate(custom):
-        for col, (s, n) in enumerate(net.reactions[j].reactants.items()):
-            custom_idx[row, col], custom_need[row, col] = s_idx[s], n
+    custom_idx, custom_need = reactant_table(custom)
 
     def propensities(x, theta):
         env_p = {p: theta[i] for i, p in enumerate(params)}
