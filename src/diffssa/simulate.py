@@ -34,6 +34,9 @@ from .model import CompiledNetwork, ReactionNetwork
 __all__ = ["Trajectories", "SimulationBudgetError", "simulate", "time_grid"]
 
 
+UNROLL = 4  # forward-path steps per while-loop iteration (fewer loop-condition checks)
+
+
 class SimulationBudgetError(RuntimeError):
     """Raised (with ``on_exhausted="raise"``) when trajectories run out of their step budget."""
 
@@ -319,7 +322,9 @@ def _build_runner(compiled: CompiledNetwork, n_grid: int, max_steps: int, estima
                 return jnp.any(running(c, stuck))
 
             def body(state):
-                return step(state[0], theta)
+                for _ in range(UNROLL):
+                    state = step(state[0], theta)
+                return state
 
             carry, stuck = jax.lax.while_loop(cond, body, (carry, jnp.zeros((batch,), bool)))
         else:
