@@ -158,36 +158,69 @@ def cmd_demo(args) -> int:
     return 0
 
 
-def _reproduce_dimerization(args) -> dict:
+def _standard_options(name: str, argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog=f"diffssa reproduce {name}")
+    p.add_argument("--out", default=f"reproduce-{name}.png", help="figure path (PNG)")
+    p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--json", action="store_true", help="(accepted: the last line is always JSON)")
+    args = p.parse_args(argv)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    return args
+
+
+def _reproduce_dimerization(argv: list[str]) -> dict:
     from .applications.dimerization import fit_dimerization, plot_fit
 
+    args = _standard_options("dimerization", argv)
     results = fit_dimerization(runs=2000, steps=150, polish_runs=10_000, polish_steps=200, seed=args.seed,
                                progress=not args.quiet)
     plot_fit(results, args.out)
+    print(f"figure: {args.out}", file=sys.stderr)
     return results
 
 
-def _reproduce_oscillator(args) -> dict:
+def _reproduce_oscillator(argv: list[str]) -> dict:
     from .applications.oscillator import reproduce
 
-    return reproduce(args.out, seed=args.seed, progress=not args.quiet)
+    args = _standard_options("oscillator", argv)
+    results = reproduce(args.out, seed=args.seed, progress=not args.quiet)
+    print(f"figure: {args.out}", file=sys.stderr)
+    return results
+
+
+def _reproduce_mnist(argv: list[str]) -> dict:
+    from .applications.mnist import reproduce
+
+    return reproduce(argv)
+
+
+def _reproduce_ionchannel(argv: list[str]) -> dict:
+    from .ionchannel.cli import reproduce
+
+    return reproduce(argv)
 
 
 REPRODUCTIONS = {
     "dimerization": (_reproduce_dimerization, "2P <-> P2: recover k1, k2 from exact moments (goal <= 0.09% each)"),
-    "oscillator": (_reproduce_oscillator, "Vilar-Kueh-Barkai-Leibler oscillator: recover 15 rates (goal <= 1.2%)"),
+    "oscillator": (_reproduce_oscillator, "Vilar-Kueh-Barkai-Leibler oscillator: recover its rates (goal <= 1.2%)"),
+    "mnist": (_reproduce_mnist, "784-256-10 gene regulatory network on MNIST: --train [--config small|full] "
+                                "[--resume CKPT] | --evaluate CKPT --json"),
+    "ionchannel": (_reproduce_ionchannel, "glycine receptor gating fitted to single-channel records (--json)"),
 }
 
 
 def cmd_reproduce(args) -> int:
     run, _ = REPRODUCTIONS[args.name]
-    if args.out is None:
-        args.out = f"reproduce-{args.name}.png"
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    results = run(args)
-    summary = {k: v for k, v in results.items() if not k.startswith("_")}
-    print(f"figure: {args.out}", file=sys.stderr)
-    print(json.dumps(summary))
+    results = run(args.options)
+    print(json.dumps({k: v for k, v in results.items() if not k.startswith("_")}))
+    return 0
+
+
+def cmd_ionchannel(args) -> int:
+    from .ionchannel.cli import predict
+
+    print(json.dumps(predict(args.options)))
     return 0
 
 
@@ -242,13 +275,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_dsmts)
 
     p = sub.add_parser("reproduce", help="reproduce a validation of the paper; ends with one JSON line",
-                       description="\n".join(f"{k}: {v[1]}" for k, v in REPRODUCTIONS.items()),
+                       description="\n".join(f"{k}: {v[1]}" for k, v in REPRODUCTIONS.items())
+                       + "\n\noptions of dimerization and oscillator: --out FIG.png --seed S --quiet"
+                       + "\n(diffssa reproduce NAME --help lists each one's options)",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("name", choices=sorted(REPRODUCTIONS), help="which validation")
-    p.add_argument("--out", help="figure path (PNG); default reproduce-NAME.png")
-    p.add_argument("--seed", type=int, default=0, help="random seed")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("options", nargs=argparse.REMAINDER, help="the validation's own options")
     p.set_defaults(func=cmd_reproduce)
+
+    p = sub.add_parser("ionchannel", help="ion-channel tools: predict dwell-time densities of a record",
+                       description="diffssa ionchannel predict --model FILE.json --record FILE.scn "
+                                   "--concentration UM --json")
+    p.add_argument("action", choices=["predict"])
+    p.add_argument("options", nargs=argparse.REMAINDER, help="--model FILE.json --record FILE.scn --concentration UM")
+    p.set_defaults(func=cmd_ionchannel)
 
     p = sub.add_parser("demo", help="fit dimerisation rates from exact moments, starting 10x off")
     p.add_argument("--out", default="demo-output", help="output folder for the plot and JSON")
