@@ -35,6 +35,7 @@ __all__ = ["Trajectories", "SimulationBudgetError", "simulate", "time_grid"]
 
 
 UNROLL = 4  # forward-path steps per while-loop iteration (fewer loop-condition checks)
+BATCH_SLICE = 10_000  # differentiable path: trajectories per rematerialised slice of the batch
 
 
 class SimulationBudgetError(RuntimeError):
@@ -173,6 +174,7 @@ def _make_step(compiled: CompiledNetwork, events: CompiledEvents, grid, max_step
     nu = jnp.asarray(compiled.stoichiometry)
     n_reactions, n_species = nu.shape
     nu_null = jnp.concatenate([nu, jnp.zeros((1, n_species), nu.dtype)])
+    upper = jnp.triu(jnp.ones((n_reactions, n_reactions), nu.dtype))
     n_grid = grid.shape[0]
     propensities = compiled.propensities
     thinning = estimator is not None and estimator.clock == "thinning"
@@ -184,7 +186,7 @@ def _make_step(compiled: CompiledNetwork, events: CompiledEvents, grid, max_step
         row = jnp.minimum(c.r, n_grid - 1)
         g = grid[row]
         a = propensities(c.x, theta)
-        cum = jnp.cumsum(a)
+        cum = jnp.cumsum(a) if n_reactions <= 8 else a @ upper  # cumsum is quadratic on CPU for long rows
         a0 = cum[-1]
         u = _uniforms(c.key, c.n, 0, 2)
         bound = jax.lax.stop_gradient(estimator.clock_factor * a0) if thinning else a0
@@ -230,10 +232,11 @@ def _make_step(compiled: CompiledNetwork, events: CompiledEvents, grid, max_step
                 + _smooth_step(g - t_next, w) * delta
                 + (_smooth_step(g - c.t_last[0], w) - 1.0) * c.dx_last
             )
-        buf = c.buf.at[row].set(jnp.where(record, x_rec, c.buf[row]))
+        # Writing to an out-of-range row (dropped) when not recording keeps the update in place.
+        buf = c.buf.at[jnp.where(record, row, n_grid)].set(x_rec, mode="drop")
         logl, logl_buf = c.logl, c.logl_buf
         if score:  # log L = sum of log a_j at fired reactions - integral of a0 dt (gradient in theta only)
-            logl_buf = logl_buf.at[row].set(jnp.where(record, logl[0] - a0 * (g - c.t), logl_buf[row]))
+            logl_buf = logl_buf.at[jnp.where(record, row, n_grid)].set(logl[0] - a0 * (g - c.t), mode="drop")
             safe_log = jnp.log(jnp.where(fire, a[index], 1.0))
             elapsed = jnp.where(fire, tau, jnp.where(timed, t_event - c.t, 0.0))
             logl = logl + jnp.where(fire, safe_log, 0.0) - a0 * jax.lax.stop_gradient(elapsed)
@@ -292,7 +295,7 @@ def _build_runner(compiled: CompiledNetwork, n_grid: int, max_steps: int, estima
     relaxed = estimator is not None and estimator.observation_width is not None
     score = estimator is not None and estimator.choice == "score-function"
 
-    def run(grid, theta, x0, keys):
+    def core(grid, theta, x0, keys):
         step = jax.vmap(_make_step(compiled, events, grid, max_steps, estimator))
         batch, n_species = x0.shape
         x0, done, trig = jax.vmap(lambda x, th: _initial_events(events, x, th))(x0, theta)
@@ -350,6 +353,26 @@ def _build_runner(compiled: CompiledNetwork, n_grid: int, max_steps: int, estima
         unreached = jnp.arange(n_grid)[None, :] >= carry.r[:, None]
         states = jnp.where(unreached[:, :, None], jnp.nan, carry.buf)
         return states, exhausted, carry.n, (carry.logl_buf if score else None)
+
+    if estimator is None:
+        return jax.jit(core)
+
+    def run(grid, theta, x0, keys):
+        """Differentiable path: slices of the batch, each rematerialised whole in the backward pass,
+        so backward memory is that of one slice (at the cost of one more forward recomputation)."""
+        batch = x0.shape[0]
+        if batch <= BATCH_SLICE:
+            return core(grid, theta, x0, keys)
+        slices = -(-batch // BATCH_SLICE)
+        pad = slices * BATCH_SLICE - batch
+
+        def split(a):
+            a = jnp.concatenate([a, jnp.repeat(a[:1], pad, axis=0)]) if pad else a
+            return a.reshape((slices, BATCH_SLICE) + a.shape[1:])
+
+        one = jax.checkpoint(lambda args: core(grid, *args))
+        outs = jax.lax.map(one, (split(theta), split(x0), split(keys)))
+        return jax.tree_util.tree_map(lambda a: a.reshape((slices * BATCH_SLICE,) + a.shape[2:])[:batch], outs)
 
     return jax.jit(run)
 
