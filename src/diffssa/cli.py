@@ -195,10 +195,12 @@ def _reproduce_mnist(argv: list[str]) -> dict:
     return reproduce(argv)
 
 
-def _reproduce_ionchannel(argv: list[str]) -> dict:
-    from .ionchannel.cli import reproduce
+def _reproduce_ionchannel(argv: list[str]) -> None:
+    from .ionchannel.cli import add_reproduce_arguments, reproduce
 
-    return reproduce(argv)
+    parser = argparse.ArgumentParser(prog="diffssa reproduce ionchannel")
+    add_reproduce_arguments(parser)
+    reproduce(parser.parse_args(argv))  # prints its own JSON line
 
 
 REPRODUCTIONS = {
@@ -213,15 +215,17 @@ REPRODUCTIONS = {
 def cmd_reproduce(args) -> int:
     run, _ = REPRODUCTIONS[args.name]
     results = run(args.options)
-    print(json.dumps({k: v for k, v in results.items() if not k.startswith("_")}))
+    if results is not None:
+        print(json.dumps({k: v for k, v in results.items() if not k.startswith("_")}))
     return 0
 
 
 def cmd_ionchannel(args) -> int:
-    from .ionchannel.cli import predict
+    from .ionchannel.cli import add_predict_arguments, predict
 
-    print(json.dumps(predict(args.options)))
-    return 0
+    parser = argparse.ArgumentParser(prog="diffssa ionchannel predict")
+    add_predict_arguments(parser)
+    return predict(parser.parse_args(args.options))  # prints {"r2_open": ..., "r2_shut": ...}
 
 
 def cmd_dsmts(args) -> int:
