@@ -19,23 +19,24 @@ What is fitted and how (docs/oscillator.md has the measurements and the reasons)
   [0, 30] h. Statistics: the mean time courses of A, R and C, their second moments (so their SDs), and
   the time-averaged autocorrelation products A(t) A(t + l) and R(t) R(t + l) for lags of 1..15 h.
   They are means over trajectories of per-trajectory features, so their covariance is estimated from
-  the same data; the loss is the squared residual whitened by a shrunk estimate of that covariance.
+  the same data; the loss is the squared residual whitened by a shrunk estimate of that covariance
+  (:class:`Metric`), in units of the per-trajectory spread.
 * **Start.** Every rate multiplied or divided by 2 (signs from ``numpy.random.default_rng(seed)``).
+* **Held rates.** alphaR (no measurable effect) and the on-rates gammaA, gammaR of the fast gene
+  binding equilibria (only thetaA / gammaA and thetaR / gammaR matter) stay at their perturbed start;
+  thetaA and thetaR are fitted and stand for the two dissociation constants (:data:`HELD`).
 * **Jacobian.** The straight-through surrogate gradient of the simulator is biased on this network
-  (binary gene states; up to 30x off and of the wrong sign, measured in docs/oscillator.md), so the
-  fit does not descend it. Each iteration instead simulates a batch in which half the trajectories run
-  at the current rates and half at rates perturbed by ``+-h`` in every log rate at once (antithetic
-  random-sign design, per-trajectory parameters); a least-squares regression of the per-trajectory
-  statistics on the perturbations gives both the current mean statistics and their Jacobian in all
-  rates from one batch, about P times less noisy than coordinate-wise finite differences of the same
-  cost.
-* **Step.** Gauss-Newton in log rates with the noise of the Jacobian subtracted from the normal
-  matrix; directions whose curvature the batch cannot resolve from that noise are not moved, and
-  every step is capped at ``max_step`` per rate.
+  (binary gene states; up to 40x off and of the wrong sign, measured in docs/oscillator.md), so the
+  fit does not descend it. Each iteration instead simulates a batch at the current rates plus
+  antithetic pairs at ``u +- d`` (``d``: random signs times ``h`` in every free log rate at once, per
+  trajectory rates); a regression of the pairs' half-differences on ``d`` gives the Jacobian of every
+  rate from every pair (:func:`local_model`).
+* **Step.** Trust-region Gauss-Newton in log rates on the eigen-directions of the normal matrix that
+  the batch resolves above the Jacobian's own noise (:func:`_gauss_newton_step`).
 * **Identifiability.** At the end, the pooled Jacobian of the last iterations (split in halves, so
   the Fisher matrix is unbiased) gives the Fisher information of the statistics per trajectory, its
-  eigen-decomposition, and the standard error each rate would have; rates whose standard error
-  exceeds ``identifiable_se`` are reported as not identifiable from these statistics.
+  eigen-decomposition, and the standard error each rate would have at the optimum
+  (:func:`fisher_analysis`).
 """
 
 from __future__ import annotations
@@ -386,7 +387,7 @@ def _gauss_newton_step(metric: Metric, jacobian: np.ndarray, noise: np.ndarray, 
 DEFAULT_SCHEDULE = (
     # (runs at the current rates, antithetic pairs, perturbation h in log rates)
     *[(64, 128, 0.1)] * 6,
-    *[(96, 256, 0.05)] * 28,
+    *[(96, 256, 0.05)] * 24,
     (256, 1024, 0.05), (256, 1024, 0.05),
 )
 
@@ -462,7 +463,8 @@ def fit_oscillator(
             step = best[3] * 0.5
             best = (best[0], best[1], best[2], step, best[0] - 0.75 * (best[0] - best[4]))
         else:
-            if best is not None:
+            if best is not None and best[0] - best[4] > 3.0 * math.hypot(noise_sd, best[1]):
+                # ratio test, only where the predicted decrease stands out of the loss's noise
                 predicted, actual = best[0] - best[4], best[0] - loss
                 if actual < 0.25 * predicted:
                     radius *= 0.5

@@ -98,7 +98,7 @@ class DwellSet:
 
     @property
     def open(self) -> np.ndarray:
-        """All open periods (level >= 1 concatenated is not done here: single-channel records have level 1)."""
+        """Dwell times at every open level (for a single-channel record: the open periods, level 1)."""
         return np.concatenate([v for k, v in sorted(self.by_level.items()) if k > 0] or [np.zeros(0)])
 
     @property
