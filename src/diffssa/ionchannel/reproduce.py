@@ -177,6 +177,7 @@ def reproduce_glyr(*, seed: int = 0, steps: int = 150, windows: int = 48, learni
         "tcrit_ms": {f"{c:g}": GLYR_TCRIT[c] for c in GLYR_TCRIT},
         "r2_exact_hjc": _r2_table(sim_r2),
         "r2_simulated_records": _r2_table(sim_records_r2),
+        "r2_simulated_vs_exact": _r2_table(sim_vs_exact),
         "reference_qmatrix_fit": {"rates": {k: round(v, 6) for k, v in ref_rates.items()}, "r2": _r2_table(ref_r2)},
         "steps": steps, "seed": seed, "windows": windows,
         "r2_definition": "1 - SS_res/SS_tot over log-binned densities (10 bins/decade from tres to the longest dwell; shut: to tcrit)",
