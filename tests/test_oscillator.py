@@ -134,3 +134,19 @@ def test_one_fit_iteration_lowers_the_loss():
     assert metric.loss(after.mean(0)) < 0.5 * before
     # and the step moves both rates towards the truth
     assert new["alphaA_prime"] < u["alphaA_prime"] and new["deltaA"] > u["deltaA"]
+
+
+def test_plot_fit_writes_the_figure(tmp_path):
+    from diffssa.applications.oscillator import plot_fit
+
+    t = Design().times
+    curve = np.stack([np.sin(t / 5.0) ** 2 * 1000] * 3, axis=1)
+    results = {"_plot": {
+        "times": t, "target_mean": curve, "target_sd": 0.1 * curve, "fit_mean": 1.05 * curve,
+        "start_mean": 2 * curve, "losses": np.array([100.0, 1.0, 0.1]), "loss_check": 0.1, "loss_floor": 1e-3,
+        "history": {k: np.array([2.0, 1.5, 1.0]) * v for k, v in TRUE_RATES.items()},
+        "eigenvalues": np.array([-1.0, 5.0, 50.0]), "resolution": 1.0, "fitted": ["deltaA"],
+    }}
+    path = tmp_path / "sub" / "oscillator.png"
+    plot_fit(results, path)
+    assert path.stat().st_size > 10_000

@@ -553,6 +553,7 @@ def fit_oscillator(
             "loss_floor": floor,
             "history": {k: np.array(v + [fitted_rates[k]]) for k, v in history.items()},
             "eigenvalues": np.array(fisher["eigenvalues"]),
+            "resolution": fisher["resolution"],
             "fitted": fitted,
         },
     }
@@ -590,13 +591,16 @@ def plot_fit(results: dict, path) -> None:
         style = "-" if k in p["fitted"] else ":"
         ax.semilogy(np.arange(len(v)), v / TRUE_RATES[k], style, label=k)
     ax.axhline(1.0, color="k", lw=0.8)
-    ax.set(xlabel="iteration (last point: pooled estimate)", ylabel="rate / true rate",
+    ax.set(xlabel="iteration (last point: final rates)", ylabel="rate / true rate",
            title="rates (dotted: held or fitted only in combination)")
     ax.legend(fontsize=6, ncol=3)
     ax = axes[1, 1]
     ev = np.sort(p["eigenvalues"])[::-1]
     ax.semilogy(np.arange(1, len(ev) + 1), np.where(ev > 0, ev, np.nan), "o")
-    ax.set(xlabel="index", ylabel="eigenvalue (per trajectory)", title="Fisher information of the statistics (log rates)")
+    ax.axhline(p["resolution"], color="k", lw=0.8, ls=":", label="noise of the estimate (|most negative eigenvalue|)")
+    ax.set(xlabel="index", ylabel="eigenvalue (per trajectory)",
+           title="Fisher information of the statistics (12 free log rates)")
+    ax.legend(fontsize=8)
     fig.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
