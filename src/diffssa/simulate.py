@@ -174,7 +174,6 @@ def _make_step(compiled: CompiledNetwork, events: CompiledEvents, grid, max_step
     nu = jnp.asarray(compiled.stoichiometry)
     n_reactions, n_species = nu.shape
     nu_null = jnp.concatenate([nu, jnp.zeros((1, n_species), nu.dtype)])
-    upper = jnp.triu(jnp.ones((n_reactions, n_reactions), nu.dtype))
     n_grid = grid.shape[0]
     propensities = compiled.propensities
     thinning = estimator is not None and estimator.clock == "thinning"
@@ -186,7 +185,7 @@ def _make_step(compiled: CompiledNetwork, events: CompiledEvents, grid, max_step
         row = jnp.minimum(c.r, n_grid - 1)
         g = grid[row]
         a = propensities(c.x, theta)
-        cum = jnp.cumsum(a) if n_reactions <= 8 else a @ upper  # cumsum is quadratic on CPU for long rows
+        cum = jnp.cumsum(a)  # exactly monotone for non-negative propensities
         a0 = cum[-1]
         u = _uniforms(c.key, c.n, 0, 2)
         bound = jax.lax.stop_gradient(estimator.clock_factor * a0) if thinning else a0
@@ -195,16 +194,19 @@ def _make_step(compiled: CompiledNetwork, events: CompiledEvents, grid, max_step
         clock = jax.lax.stop_gradient(safe_bound) if score else safe_bound
         tau = jnp.where(positive, -jnp.log1p(-u[0]) / clock, jnp.inf)
         t_next = c.t + tau
-        index = jnp.sum(cum < u[1] * jax.lax.stop_gradient(safe_bound)).astype(jnp.int32)
+        # first j with cum_j > target: a zero-propensity reaction can never be chosen; past the end is
+        # the null event (thinning) or, from rounding, the last reaction with positive propensity
+        index = jnp.sum(cum <= u[1] * jax.lax.stop_gradient(safe_bound)).astype(jnp.int32)
+        last_positive = (n_reactions - 1 - jnp.argmax((a > 0)[::-1])).astype(jnp.int32)
         if estimator is None or score:
-            index = jnp.minimum(index, n_reactions - 1)
+            index = jnp.minimum(index, last_positive)
             delta = nu_null[index]
         else:
             probs = a / safe_bound
             if thinning:
                 probs = jnp.concatenate([probs, (1.0 - a0 / safe_bound)[None]])
             else:
-                index = jnp.minimum(index, n_reactions - 1)
+                index = jnp.minimum(index, last_positive)
             noise = _uniforms(c.key, c.n, 1, probs.shape[0]) if estimator.choice == "gumbel-softmax" else None
             weights, index = choice_weights(estimator, probs, index, noise)
             delta = weights[:n_reactions] @ nu
