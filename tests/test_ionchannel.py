@@ -16,7 +16,6 @@ from diffssa.ionchannel.fit import (
     SimulationLoss,
     multichannel_q,
     predicted_level_density,
-    record_r2,
     reference_data,
     simulate_dwells,
     simulated_r2,
@@ -35,7 +34,6 @@ from diffssa.ionchannel.records import (
     r_squared,
     read_abf,
     read_scn,
-    record_from_grid,
     shared_dir,
 )
 

@@ -21,7 +21,6 @@ unknown number of channels and are left out of the shut-time comparison.
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from pathlib import Path
 
@@ -44,7 +43,7 @@ from .fit import (
     simulated_r2,
 )
 from .models import GatingScheme, flip_scheme, linear_scheme
-from .qmatrix import MissedEventDensity, pinf
+from .qmatrix import MissedEventDensity
 from .records import idealise, read_abf, read_scn, r_squared, shared_dir
 
 __all__ = ["GLYR_RECORDS", "GLYR_TRES", "GLYR_TCRIT", "GLYR_START", "reproduce_glyr", "reproduce_two_channel"]
