@@ -382,7 +382,10 @@ def memory_child(workload, runs):
 
 
 def measure_memory(workload, runs):
-    cmd = [sys.executable, os.path.abspath(__file__), "--memory-child", workload, str(runs)]
+    import jax
+
+    devices = str(len(jax.devices("cpu")))
+    cmd = [sys.executable, os.path.abspath(__file__), "--devices", devices, "--memory-child", workload, str(runs)]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         return {"error": f"child exited {proc.returncode}", "stderr_tail": proc.stderr[-2000:]}
@@ -537,7 +540,8 @@ def run_benchmark(args):
 
     result = {
         "benchmark": "diffssa throughput",
-        "command": "python benchmarks/throughput.py" + (" --quick" if quick else ""),
+        "command": "python benchmarks/throughput.py" + (" --quick" if quick else "")
+                   + (f" --devices {args.devices}" if args.devices else ""),
         "quick": quick,
         "repeats": repeats,
         "step_definition": ("one reaction event fired per trajectory, from Trajectories.events; "
@@ -595,6 +599,7 @@ def run_benchmark(args):
                                                        peer_runs[solver], repeats, per_traj)
 
     # ratios ----------------------------------------------------------------------------------
+    n_devices = len(result["machine"]["devices"])
     for name, w in result["workloads"].items():
         ratios = {}
         for label, ours in w["diffssa"].items():
@@ -610,6 +615,8 @@ def run_benchmark(args):
                 else:
                     ratios[f"{label}/{peer}"] = ratio(ours, theirs)
         w["ratios_diffssa_over_peer"] = ratios
+        # peers run on one core; diffssa on result["machine"]["devices"] (one per core)
+        w["ratios_per_core"] = {k: (round(v / n_devices, 3) if v is not None else None) for k, v in ratios.items()}
 
     # targets ----------------------------------------------------------------------------------
     big = dimer_runs[-1]
@@ -641,8 +648,13 @@ def main(argv=None):
     parser.add_argument("--out", help="also write the JSON to this file")
     parser.add_argument("--repeats", type=int, default=None, help="timed repeats (default 3, 1 with --quick)")
     parser.add_argument("--no-peers", action="store_true", help="skip rebop and gillespy2")
+    parser.add_argument("--devices", type=int, default=None,
+                        help="JAX CPU devices the batch is split over (default: one per available core)")
     parser.add_argument("--memory-child", nargs=2, metavar=("WORKLOAD", "RUNS"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    from diffssa import use_cpu_cores
+
+    use_cpu_cores(args.devices)  # before any JAX operation
 
     if args.memory_child:
         print(json.dumps(memory_child(args.memory_child[0], int(args.memory_child[1]))))

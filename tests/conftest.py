@@ -3,7 +3,11 @@
 import numpy as np
 import pytest
 
-from diffssa import MassAction, Reaction, ReactionNetwork
+from diffssa import MassAction, Reaction, ReactionNetwork, use_cpu_cores
+
+# Two CPU devices, as on the 2-core CI machine: every simulation in the suite goes through the split
+# of the batch over devices (results do not depend on the device count; tests/test_devices.py).
+use_cpu_cores(2)
 
 
 def immigration_death(k=10.0, mu=0.5, x0=0):

@@ -23,19 +23,10 @@ from diffssa.ionchannel.fit import (
 from diffssa.ionchannel.gridstats import SoftBins, grid_periods, sample_record, soft_histogram_np
 from diffssa.ionchannel.models import flip_scheme, linear_scheme, load_scheme
 from diffssa.ionchannel.qmatrix import MissedEventDensity, ideal_density, pinf, q_from_network
-from diffssa.ionchannel.records import (
-    Record,
-    Trace,
-    dwell_times,
-    idealise,
-    impose_resolution,
-    log_bins,
-    log_binned_density,
-    r_squared,
-    read_abf,
-    read_scn,
-    shared_dir,
+from diffssa.ionchannel import (
+    Record, idealise, impose_resolution, log_bins, log_binned_density, r_squared, read_abf, read_scn, shared_dir,
 )
+from diffssa.ionchannel.records import Trace, dwell_times
 
 DATA = shared_dir() / "ionchannel"
 needs_data = pytest.mark.skipif(not (DATA / "glyr-A-10.scn").is_file(), reason="shared ion-channel data not found")

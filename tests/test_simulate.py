@@ -161,3 +161,31 @@ def test_results_export(tmp_path):
     tr.to_csv(tmp_path / "out.csv")
     assert (tmp_path / "out.csv").read_text().splitlines()[0] == "time,P-mean,P-sd,P2-mean,P2-sd"
     assert len(tr.to_dataframe(summary=False)) == 50 * 6
+
+
+@pytest.mark.parametrize("null_event", [False, True])
+def test_a_reaction_with_zero_propensity_is_never_chosen(null_event):
+    """Regression: the draw u = 0, or u * a0 rounded up to a0, used to fire the first or last reaction
+    whatever its propensity (a channel left a state it was not in)."""
+    from diffssa.simulate import reaction_index
+
+    a = jnp.array([0.0, 1.0, 0.0, 2.0, 0.0])
+    cum = jnp.cumsum(a)
+    pick = jax.jit(lambda target: reaction_index(a, cum, target, null_event))
+    assert int(pick(0.0)) == 1  # u = 0
+    assert int(pick(0.999)) == 1
+    assert int(pick(1.0)) == 3
+    assert int(pick(2.999)) == 3
+    assert int(pick(3.0)) == (5 if null_event else 3)  # past a0: the null event, or rounding
+
+
+def test_zero_rate_reactions_at_both_ends_never_fire():
+    """20,000 runs x ~20 events: reactions of rate 0 placed first and last never change the state."""
+    net = ReactionNetwork(
+        {"X": 0, "Y": 0}, {"k": 10.0, "mu": 0.5, "zero": 0.0},
+        [Reaction({}, {"Y": 1}, MassAction("zero")), Reaction({}, {"X": 1}, MassAction("k")),
+         Reaction({"X": 1}, {}, MassAction("mu")), Reaction({}, {"Y": 1}, MassAction("zero"))],
+    )
+    tr = simulate(net, [0.0, 1.0, 2.0], key=11, runs=20_000)
+    assert float(jnp.max(tr["Y"])) == 0.0
+    assert int(jnp.sum(tr.events)) > 20_000 * 10

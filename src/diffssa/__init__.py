@@ -1,5 +1,6 @@
 """diffssa: exact, batched and differentiable stochastic simulation of reaction networks in JAX."""
 
+from .devices import use_cpu_cores
 from .estimators import DIRECT, DIRECT_RELAXED, ESTIMATORS, SCORE, THINNING, THINNING_GUMBEL, Estimator
 from .gradients import GradCheck, estimate_gradient, gradcheck
 from .model import CompiledNetwork, Event, MassAction, Propensity, Reaction, ReactionNetwork

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .devices import use_cpu_cores
+
 __all__ = ["main"]
 
 EXAMPLES = """examples:
@@ -304,6 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    use_cpu_cores()  # one JAX device per core: simulations split their batch over all of them
     parser = build_parser()
     args = parser.parse_args(argv)
     for name in ("runs", "points", "max_steps", "steps"):

@@ -123,17 +123,13 @@ def _check_inputs(network, times, params, bounds):
     grid = np.asarray(times, dtype=np.float64).reshape(-1)
     if grid.size == 0 or not np.all(np.isfinite(grid)) or np.any(grid < 0) or np.any(np.diff(grid) < 0):
         raise ValueError("times must be a non-empty, finite, non-negative, non-decreasing sequence")
-    params = dict(params or {})
-    for name in params:
-        if name not in network.parameters:
-            raise ValueError(f"unknown parameter {name!r}; known: {', '.join(network.parameters)}")
     bounds = dict(bounds or {})
     for s, cap in bounds.items():
         if s not in network.species:
             raise ValueError(f"bounds: unknown species {s!r}; known: {', '.join(network.species)}")
         if int(cap) != cap or cap < 0:
             raise ValueError(f"bounds: the cap of {s!r} must be a non-negative integer, got {cap!r}")
-    theta = np.array([float(params.get(p, v)) for p, v in network.parameters.items()], dtype=np.float64)
+    theta = np.array([float(v) for v in network.parameter_values(params).values()], dtype=np.float64)
     return grid, theta, {s: int(c) for s, c in bounds.items()}
 
 

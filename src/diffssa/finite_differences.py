@@ -64,14 +64,12 @@ def finite_difference_gradient(
     Returns parameter name -> :class:`FiniteDifference`.
     """
     wrt = list(wrt)
-    for name in wrt:
-        if name not in network.parameters:
-            raise ValueError(f"unknown parameter {name!r}; known: {', '.join(network.parameters)}")
+    network.check_parameter_names(wrt)
     if not 0 < relative_step < 1:
         raise ValueError(f"relative_step must lie in (0, 1), got {relative_step!r}")
     if int(runs) != runs or runs < 2:
         raise ValueError(f"runs must be an integer >= 2, got {runs!r}")
-    base = {**network.parameters, **dict(params or {})}
+    base = network.parameter_values(params)
     result = {}
     for name in wrt:
         value = float(base[name])

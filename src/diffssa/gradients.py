@@ -64,12 +64,9 @@ def estimate_gradient(
     ``key``). Raises ``ValueError`` for unknown species or parameter names.
     """
     wrt = list(wrt)
-    for name in wrt:
-        if name not in network.parameters:
-            raise ValueError(f"unknown parameter {name!r}; known: {', '.join(network.parameters)}")
-    if species not in network.species:
-        raise ValueError(f"unknown species {species!r}; known: {', '.join(network.species)}")
-    base = {**network.parameters, **dict(params or {})}
+    network.check_parameter_names(wrt)
+    network.check_species_name(species)
+    base = network.parameter_values(params)
     index = network.species_names.index(species)
     key = _as_key(key)
 

@@ -267,29 +267,44 @@ class ReactionNetwork:
                 nu[j, idx[s]] += n
         return nu
 
+    def check_parameter_names(self, names) -> None:
+        """Raise ``ValueError`` naming the first of ``names`` that is not a parameter of the network."""
+        for name in names:
+            if name not in self.parameters:
+                raise ValueError(f"unknown parameter {name!r}; known: {', '.join(self.parameters) or '(none)'}")
+
+    def check_species_name(self, name: str) -> None:
+        """Raise ``ValueError`` if ``name`` is not a species of the network."""
+        if name not in self.species:
+            raise ValueError(f"unknown species {name!r}; known: {', '.join(self.species)}")
+
+    def parameter_values(self, overrides: Mapping[str, object] | None = None) -> dict[str, object]:
+        """Every parameter, in the network's order: its value, or the override given for it (names checked).
+
+        Override values are passed through as given (floats, arrays or JAX tracers).
+        """
+        overrides = dict(overrides or {})
+        self.check_parameter_names(overrides)
+        return {**self.parameters, **overrides}
+
     def initial_state(self, overrides: Mapping[str, float] | None = None) -> np.ndarray:
         """(S,) initial counts, with optional per-species overrides (validated)."""
         values = dict(self.species)
         for s, n in (overrides or {}).items():
-            if s not in values:
-                raise ValueError(f"unknown species {s!r}; known: {', '.join(self.species)}")
+            self.check_species_name(s)
             values[s] = _check_count(f"initial count of species {s!r}", n)
         return np.array([values[s] for s in self.species], dtype=np.float32)
 
     def with_parameters(self, **values: float) -> "ReactionNetwork":
         """A copy with some parameter values replaced (names are checked)."""
-        for p in values:
-            if p not in self.parameters:
-                raise ValueError(f"unknown parameter {p!r}; known: {', '.join(self.parameters)}")
         return ReactionNetwork(
-            self.species, {**self.parameters, **values}, self.reactions, self.volume, self.name, self.events
+            self.species, self.parameter_values(values), self.reactions, self.volume, self.name, self.events
         )
 
     def with_initial(self, **counts: int) -> "ReactionNetwork":
         """A copy with some initial counts replaced (names are checked)."""
         for s in counts:
-            if s not in self.species:
-                raise ValueError(f"unknown species {s!r}; known: {', '.join(self.species)}")
+            self.check_species_name(s)
         return ReactionNetwork(
             {**self.species, **counts}, self.parameters, self.reactions, self.volume, self.name, self.events
         )

@@ -160,6 +160,22 @@ def _uniforms(key, n, stream: int, size: int):
     return jax.lax.bitcast_convert_type((bits >> 9) | jnp.uint32(0x3F800000), jnp.float32) - 1.0
 
 
+def reaction_index(a, cum, target, null_event: bool):
+    """The event whose slice of ``[0, a0)`` (or of ``[0, L)``, thinning) holds ``target``: an int32 index.
+
+    ``a``: (R,) propensities (>= 0); ``cum``: their cumulative sum; ``target``: ``u * a0`` (direct) or
+    ``u * L`` (thinning clock with bound ``L``), ``u`` uniform on [0, 1). The first ``j`` with
+    ``cum_j > target``, so a reaction with zero propensity is never chosen (also at ``u = 0``). Past
+    the end is the null event ``R`` with ``null_event`` (thinning); otherwise only rounding
+    (``u * a0`` rounded up to ``a0``) gets there, and the last reaction with positive propensity is taken.
+    """
+    index = jnp.sum(cum <= target).astype(jnp.int32)
+    if null_event:
+        return index
+    last_positive = a.shape[0] - 1 - jnp.argmax((a > 0)[::-1])
+    return jnp.minimum(index, last_positive.astype(jnp.int32))
+
+
 def _smooth_step(z, width):
     """Heaviside(z >= 0) forward, sigmoid(z / width) backward."""
     return straight_through((z >= 0).astype(z.dtype), jax.nn.sigmoid(z / width))
@@ -194,19 +210,13 @@ def _make_step(compiled: CompiledNetwork, events: CompiledEvents, grid, max_step
         clock = jax.lax.stop_gradient(safe_bound) if score else safe_bound
         tau = jnp.where(positive, -jnp.log1p(-u[0]) / clock, jnp.inf)
         t_next = c.t + tau
-        # first j with cum_j > target: a zero-propensity reaction can never be chosen; past the end is
-        # the null event (thinning) or, from rounding, the last reaction with positive propensity
-        index = jnp.sum(cum <= u[1] * jax.lax.stop_gradient(safe_bound)).astype(jnp.int32)
-        last_positive = (n_reactions - 1 - jnp.argmax((a > 0)[::-1])).astype(jnp.int32)
+        index = reaction_index(a, cum, u[1] * jax.lax.stop_gradient(safe_bound), null_event=thinning)
         if estimator is None or score:
-            index = jnp.minimum(index, last_positive)
             delta = nu_null[index]
         else:
             probs = a / safe_bound
             if thinning:
                 probs = jnp.concatenate([probs, (1.0 - a0 / safe_bound)[None]])
-            else:
-                index = jnp.minimum(index, last_positive)
             noise = _uniforms(c.key, c.n, 1, probs.shape[0]) if estimator.choice == "gumbel-softmax" else None
             weights, index = choice_weights(estimator, probs, index, noise)
             delta = weights[:n_reactions] @ nu
@@ -357,7 +367,7 @@ def _build_runner(compiled: CompiledNetwork, n_grid: int, max_steps: int, estima
         return states, exhausted, carry.n, (carry.logl_buf if score else None)
 
     if estimator is None:
-        return jax.jit(core)
+        return jax.jit(_over_devices(core))
 
     def run(grid, theta, x0, keys):
         """Differentiable path: slices of the batch, each rematerialised whole in the backward pass,
@@ -376,18 +386,41 @@ def _build_runner(compiled: CompiledNetwork, n_grid: int, max_steps: int, estima
         outs = jax.lax.map(one, (split(theta), split(x0), split(keys)))
         return jax.tree_util.tree_map(lambda a: a.reshape((slices * BATCH_SLICE,) + a.shape[2:])[:batch], outs)
 
-    return jax.jit(run)
+    return jax.jit(_over_devices(run))
+
+
+def _over_devices(run):
+    """``run(grid, theta, x0, keys)`` with the batch split evenly over the local devices.
+
+    Each device simulates its share independently (its own early exit; no communication), so on a
+    CPU with ``jax.config.update("jax_num_cpu_devices", cores)`` every core works, and on a machine
+    with several accelerators every one does. With one device ``run`` is returned unchanged.
+    """
+    devices = jax.local_devices()
+    if len(devices) == 1:
+        return run
+    mesh = jax.sharding.Mesh(np.array(devices), ("runs",))
+    spec = jax.sharding.PartitionSpec("runs")
+    sharded = jax.shard_map(
+        run, mesh=mesh, in_specs=(jax.sharding.PartitionSpec(), spec, spec, spec), out_specs=spec, check_vma=False
+    )
+
+    def split_run(grid, theta, x0, keys):
+        batch = x0.shape[0]
+        pad = -batch % len(devices)
+        if pad:  # repeat the first trajectory to fill the last device; the copies are dropped below
+            theta, x0, keys = (jnp.concatenate([a, jnp.repeat(a[:1], pad, axis=0)]) for a in (theta, x0, keys))
+        outs = sharded(grid, theta, x0, keys)
+        return jax.tree_util.tree_map(lambda a: a[:batch], outs)
+
+    return split_run
 
 
 def _parameter_matrix(network: ReactionNetwork, params, runs: int):
     """(B, P) parameter values: network defaults overridden by ``params`` (scalars or (B,) arrays)."""
-    params = dict(params or {})
-    unknown = [p for p in params if p not in network.parameters]
-    if unknown:
-        raise ValueError(f"unknown parameter {unknown[0]!r}; known: {', '.join(network.parameters) or '(none)'}")
     columns = []
-    for name, default in network.parameters.items():
-        value = jnp.asarray(params.get(name, default), dtype=jnp.float32)
+    for name, value in network.parameter_values(params).items():
+        value = jnp.asarray(value, dtype=jnp.float32)
         if value.ndim > 1 or (value.ndim == 1 and value.shape[0] not in (1, runs)):
             raise ValueError(f"parameter {name!r} must be a scalar or have shape ({runs},), got {value.shape}")
         if not isinstance(value, jax.core.Tracer) and not bool(jnp.all(jnp.isfinite(value))):

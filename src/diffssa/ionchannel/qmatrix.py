@@ -55,8 +55,7 @@ def q_from_network(network, params=None, *, initial=None):
     import jax.numpy as jnp
 
     compiled = network.compile()
-    values = {**network.parameters, **dict(params or {})}
-    theta = jnp.asarray([float(values[p]) for p in network.parameter_names], dtype=jnp.float32)
+    theta = jnp.asarray([float(v) for v in network.parameter_values(params).values()], dtype=jnp.float32)
     nu = np.asarray(compiled.stoichiometry, dtype=np.int64)
     x0 = network.initial_state(initial) if (initial is None or isinstance(initial, dict)) else np.asarray(initial)
     x0 = tuple(int(v) for v in np.asarray(x0))

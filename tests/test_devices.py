@@ -1,0 +1,62 @@
+"""The batch split over devices: same trajectories and gradients with one device as with two."""
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from diffssa import simulate, use_cpu_cores
+from diffssa.devices import available_cores
+
+from conftest import dimerization
+
+# Simulated in this process (two CPU devices, see conftest) and in a fresh one with a single device.
+# 7 runs: not a multiple of the device count, so the padding of the last device is exercised.
+SCRIPT = textwrap.dedent(
+    """
+    import sys
+    import numpy as np
+    from diffssa import use_cpu_cores
+    assert use_cpu_cores(1) == 1  # before conftest (imported by test_devices) asks for two
+    sys.path.insert(0, sys.argv[2])
+    from test_devices import forward_and_gradient
+    np.savez(sys.argv[1], *forward_and_gradient())
+    """
+)
+
+
+def forward_and_gradient():
+    net = dimerization(p0=30)
+    grid = np.linspace(0.0, 5.0, 6)
+    forward = simulate(net, grid, key=3, runs=7)
+
+    def loss(params):
+        return jnp.mean(simulate(net, grid, key=4, runs=7, params=params).states[:, -1, 0])
+
+    value, grad = jax.value_and_grad(loss)({"k1": 0.001, "k2": 0.01})
+    return (np.asarray(forward.states), np.asarray(forward.events), np.asarray(value),
+            np.asarray(grad["k1"]), np.asarray(grad["k2"]))
+
+
+def test_suite_runs_on_two_cpu_devices():
+    assert len(jax.devices("cpu")) == 2
+    assert use_cpu_cores(5) == 2  # backends exist already: the count in effect is kept
+
+
+def test_results_do_not_depend_on_the_device_count(tmp_path):
+    out = tmp_path / "one_device.npz"
+    subprocess.run([sys.executable, "-c", SCRIPT, str(out), str(Path(__file__).parent)], check=True)
+    single = np.load(out)
+    for i, here in enumerate(forward_and_gradient()):
+        np.testing.assert_allclose(here, single[f"arr_{i}"], rtol=1e-6, atol=0)
+
+
+def test_available_cores_and_bad_count():
+    assert available_cores() >= 1
+    with pytest.raises(ValueError, match="positive integer"):
+        use_cpu_cores(0)
