@@ -126,3 +126,9 @@ def test_small_config_learns_and_resumes(tmp_path):
     r = evaluate_params(params, cfg, test_x[:500], test_y[:500], seed=1)
     assert r["accuracy"] > 0.5, r
     json.dumps(result)
+    # a resumed run may be extended by more epochs, and nothing else may change
+    with pytest.raises(ValueError, match="only 'epochs' may change"):
+        train("small", resume=str(tmp_path / "last.npz"), out_dir=tmp_path, progress=False, overrides={"hidden": 8})
+    longer = train("small", resume=str(tmp_path / "last.npz"), out_dir=tmp_path, progress=False, max_seconds=0.0,
+                   overrides={"epochs": 2})
+    assert longer["steps"] == 51 and longer["stopped_early"] and longer["config"]["epochs"] == 2

@@ -45,14 +45,18 @@ def reproduce(argv=None) -> dict:
     p.add_argument("--out", default="mnist-run", help="checkpoint folder (training)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-minutes", type=float, help="stop training (after a checkpoint) after this long")
+    p.add_argument("--epochs", type=int, help="train this many epochs in all (also to extend a resumed run)")
     p.add_argument("--images", type=int, help="evaluate on the first N test images only")
     p.add_argument("--trajectories", type=int, default=1, help="trajectories per test image")
     p.add_argument("--json", action="store_true", help="(accepted; the result is always returned as a dict)")
     p.add_argument("--quiet", action="store_true")
     a = p.parse_args(list(argv) if argv is not None else None)
     if a.train:
+        if a.epochs is not None and a.epochs < 1:
+            p.error(f"--epochs must be a positive integer, got {a.epochs}")
         return train(a.config, a.resume, a.out, a.seed, not a.quiet,
-                     max_seconds=None if a.max_minutes is None else 60 * a.max_minutes)
+                     max_seconds=None if a.max_minutes is None else 60 * a.max_minutes,
+                     overrides=None if a.epochs is None else {"epochs": a.epochs})
     return evaluate(a.evaluate, a.seed, not a.quiet, images=a.images, trajectories=a.trajectories)
 
 

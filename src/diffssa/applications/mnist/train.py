@@ -155,7 +155,8 @@ def train(config: str | GRNConfig = "full", resume: str | None = None, out_dir="
     Writes ``out_dir/last.npz`` every ``checkpoint_seconds`` and at the end of every epoch, and
     ``out_dir/best.npz`` whenever the validation accuracy (exact simulation on the held-out last
     ``val_images`` of the training split) improves. ``resume`` continues from a checkpoint (config,
-    parameters, optimiser state, position in the epoch, history). ``max_seconds`` stops early
+    parameters, optimiser state, position in the epoch, history; ``overrides={"epochs": N}`` may
+    extend it, nothing else may change). ``max_seconds`` stops early
     (after saving) so a long run can be continued later.
     """
     start = time.perf_counter()
@@ -165,6 +166,11 @@ def train(config: str | GRNConfig = "full", resume: str | None = None, out_dir="
         params, opt_leaves, meta = load_checkpoint(resume)
         cfg = GRNConfig.from_dict(meta["config"])
         seed = meta.get("seed", seed)
+        extend = dict(overrides or {})
+        if set(extend) - {"epochs"}:
+            raise ValueError(f"a resumed run keeps its configuration; only 'epochs' may change, got {sorted(extend)}")
+        if extend:  # more epochs continue the same schedule (the learning rate decays per epoch)
+            cfg = cfg.replace(epochs=int(extend["epochs"]))
     else:
         cfg = grn.CONFIGS[config] if isinstance(config, str) else config
         if overrides:
