@@ -159,11 +159,9 @@ def _init_network(scheme: GatingScheme, channels: int = 1) -> ReactionNetwork:
     base = scheme.network(channels, 1.0)
     species = {INIT: channels, **{s: 0 for s in scheme.states}}
     params = {**base.parameters, "kinit": INIT_RATE, **{f"q_{i}": 1.0 / len(scheme.states) for i in range(len(scheme.states))}}
-    from .models import GUARD
-
-    reactions = [r for r in base.reactions if r.name != "guard-last"] + [
+    reactions = list(base.reactions) + [
         Reaction({INIT: 1}, {s: 1}, MassAction(f"kinit * q_{i}"), f"init->{s}") for i, s in enumerate(scheme.states)
-    ] + [GUARD("last")]
+    ]
     return ReactionNetwork(species, params, reactions, name=f"{scheme.name}+init")
 
 
@@ -254,11 +252,7 @@ class SimulationLoss:
                       on_exhausted="ignore", differentiable=True, estimator="score-function")
         states = jax.lax.stop_gradient(jnp.nan_to_num(tr.states))
         x0 = states[:, 0, :][:, self.state_index]  # (B, k): channels in each state after INIT
-        # windows whose counts leave {0..channels} summing to `channels` met the simulator's rare
-        # zero-propensity pick (see models.GUARD); they get weight 0
-        counts = states[:, :, self.state_index]
-        valid = jnp.all(jnp.abs(jnp.sum(counts, axis=2) - self.channels) < 0.5, axis=1) & jnp.all(counts > -0.5, axis=(1, 2))
-        ok = ~tr.exhausted & valid & (jnp.abs(jnp.sum(x0, axis=1) - self.channels) < 0.5)
+        ok = ~tr.exhausted & (jnp.abs(jnp.sum(x0, axis=1) - self.channels) < 0.5)
         # independent channels: p0(x0) = prod over channels of p_inf(state); likewise q
         log_ratio = jnp.sum(x0 * (logp - logq), axis=1)
         weight = jax.lax.stop_gradient(jnp.where(ok, jnp.exp(jnp.where(ok, log_ratio, 0.0)), 0.0))
@@ -385,32 +379,17 @@ def simulate_dwells(scheme: GatingScheme, concentration: float, tres: float, *, 
     rate = float(np.max(-np.diag(scheme.q_matrix(concentration))))
     budget = max_steps or int(window * rate * channels * 1.2) + 500
     current = [[] for _ in range(chains)]
-    segments = []
     key = jax.random.PRNGKey(seed)
-    dropped = 0
     for w in range(n_windows):
         tr = simulate(net, times, key=jax.random.fold_in(key, w), runs=chains, initial=x, max_steps=budget,
                       on_exhausted="raise")
         states = np.asarray(tr.states)
-        # a window whose counts stop summing to `channels` met the simulator's rare zero-propensity pick
-        # (see models.GUARD); it is dropped and its chain restarted from equilibrium as a new segment
-        valid = np.all(np.abs(states.sum(axis=2) - channels) < 0.5, axis=1) & np.all(states > -0.5, axis=(1, 2))
         levels = np.rint(states @ opens).astype(np.int8)
         x = states[:, -1, :].copy()
         for c in range(chains):
-            if valid[c]:
-                current[c].append(levels[c])
-            else:
-                dropped += 1
-                if current[c]:
-                    segments.append(np.concatenate(current[c]))
-                current[c] = []
-                x[c] = 0
-                for _ in range(channels):
-                    x[c, rng.choice(len(p), p=p)] += 1
-    segments.extend(np.concatenate(parts) for parts in current if parts)
+            current[c].append(levels[c])
+    segments = [np.concatenate(parts) for parts in current]
     rec = record_from_segments(segments, h, source=f"simulated {scheme.name} at {concentration} uM")
-    rec.info["dropped_windows"] = dropped
     # on the grid a run of m points is resolved; a dwell of true length d covers m points with
     # probability clip(d / h - m + 1, 0, 1), a ramp centred on (m - 1/2) h: choose m so that it is tres
     m = max(1, int(np.floor(tres / h + 0.5 + 1e-9)))

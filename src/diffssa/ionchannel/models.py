@@ -148,7 +148,7 @@ class GatingScheme:
             raise ValueError(f"unknown start state {start!r}")
         species = {s: (int(channels) if s == start else 0) for s in self.states}
         params = {**{k: float(v) for k, v in self.rates.items()}, "conc": float(concentration)}
-        reactions = [GUARD("first")]
+        reactions = []
         for t in self.transitions:
             expr = self._rate_expr(t)
             from ..expressions import BinOp, Num, Sym
@@ -157,7 +157,6 @@ class GatingScheme:
             if t.binding:
                 expr = BinOp("*", expr, Sym("conc"))
             reactions.append(Reaction({t.source: 1}, {t.target: 1}, MassAction(expr), f"{t.source}->{t.target}"))
-        reactions.append(GUARD("last"))
         return ReactionNetwork(species, params, reactions, name=self.name)
 
     def q_matrix_jax(self, rates: Mapping[str, object], concentration):
@@ -218,21 +217,6 @@ class GatingScheme:
 
     def to_json(self, path) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
-
-
-def GUARD(where: str = "last") -> Reaction:
-    """A reaction ``0 -> 0`` with a negligible constant rate (1e-30 per ms), placed first and last in
-    every gating network.
-
-    The simulator picks reaction ``j`` as the number of cumulative propensities below ``u * a0``. With
-    ``u = 0`` exactly (probability 2^-24 per step in float32) that count is 0 and the *first* reaction
-    fires whatever its propensity; when ``u * a0`` rounds up to ``a0`` the count is the number of
-    reactions and the *last* one fires. For a gating scheme such a step moves a channel out of a state
-    it is not in (a count goes to -1 and a phantom channel appears; in long fits this happened). With a
-    guard at both ends those steps change nothing, and the guards' propensity is positive so that the
-    path log-likelihood (score-function estimator) stays finite.
-    """
-    return Reaction({}, {}, MassAction(1e-30), f"guard-{where}")
 
 
 def scheme_from_dict(data: Mapping, source: str = "model") -> GatingScheme:
