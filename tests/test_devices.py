@@ -39,8 +39,9 @@ def forward_and_gradient():
         return jnp.mean(simulate(net, grid, key=4, runs=7, params=params).states[:, -1, 0])
 
     value, grad = jax.value_and_grad(loss)({"k1": 0.001, "k2": 0.01})
+    coupled = simulate(net, grid, key=5, runs=7, method="next-reaction")
     return (np.asarray(forward.states), np.asarray(forward.events), np.asarray(value),
-            np.asarray(grad["k1"]), np.asarray(grad["k2"]))
+            np.asarray(grad["k1"]), np.asarray(grad["k2"]), np.asarray(coupled.states))
 
 
 def test_suite_runs_on_two_cpu_devices():

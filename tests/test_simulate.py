@@ -22,12 +22,12 @@ def poisson_z(states, mean):
     return z_mean, (v - mean) / np.sqrt(var_v)
 
 
-@pytest.mark.parametrize("differentiable", [False, True])
-def test_immigration_death_is_poisson(differentiable):
+@pytest.mark.parametrize("method, differentiable", [("direct", False), ("direct", True), ("next-reaction", False)])
+def test_immigration_death_is_poisson(method, differentiable):
     """X(t) ~ Poisson((k/mu)(1 - e^{-mu t})) from X(0) = 0; n = 20,000 runs, 5 times."""
     net = immigration_death(k=10.0, mu=0.5)
     times = np.array([0.1, 0.5, 1.0, 3.0, 10.0], np.float32)
-    tr = simulate(net, times, key=1, runs=20_000, max_steps=500, differentiable=differentiable)
+    tr = simulate(net, times, key=1, runs=20_000, max_steps=500, differentiable=differentiable, method=method)
     assert not bool(jnp.any(tr.exhausted))
     mean = (10.0 / 0.5) * (1 - np.exp(-0.5 * times))
     z_mean, z_var = poisson_z(np.asarray(tr["X"], np.float64), mean)

@@ -2,10 +2,14 @@
 
 ``d E[f(X)] / d theta ~ (E f(X; theta + h) - E f(X; theta - h)) / (2 h)`` with ``h`` a fraction of
 ``theta``. Both sides are simulated with the same PRNG key, so run ``b`` at ``theta + h`` and run ``b``
-at ``theta - h`` use the same random numbers (the simulator draws them from the key, the trajectory
-index and the event counter) and stay coupled; their difference is far less noisy than that of
-independent runs. The estimate has an O(h^2) bias (from the third derivative) and noise growing
-like 1 / h; its standard error is that of the per-run difference quotients.
+at ``theta - h`` use the same random numbers and stay coupled; their difference is far less noisy
+than that of independent runs. By default the simulator is the next-reaction method
+(:mod:`diffssa.next_reaction`), whose random numbers are indexed by reaction channel and the
+channel's firing count, so the two sides share every channel's Poisson process (common reaction
+paths); ``method="direct"`` indexes them by the event counter instead, and the two sides drift apart
+after their first differing event (standard errors 1-5x larger, measured in docs/gradients.md). The
+estimate has an O(h^2) bias (from the third derivative); its standard error is that of the per-run
+difference quotients.
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ def finite_difference_gradient(
     params: Mapping[str, float] | None = None,
     relative_step: float = 0.05,
     max_steps: int = 100_000,
+    method: str = "next-reaction",
 ) -> dict[str, FiniteDifference]:
     """Estimate d E[observable(states)] / d theta for each parameter name in ``wrt``.
 
@@ -60,6 +65,9 @@ def finite_difference_gradient(
     params: parameter values overriding the network's.
     relative_step: ``h = relative_step * |theta|``, in (0, 1); parameters equal to 0 are rejected.
     max_steps: event budget per trajectory; running out raises ``SimulationBudgetError``.
+    method: the simulator's ``method``: ``"next-reaction"`` (default) couples the two sides through
+        common reaction paths (every channel's Poisson process shared); ``"direct"`` through the
+        direct method's event-indexed random numbers, which drift apart after the first differing event.
 
     Returns parameter name -> :class:`FiniteDifference`.
     """
@@ -80,7 +88,7 @@ def finite_difference_gradient(
         for shifted in (value + step, value - step):
             tr = simulate(
                 network, times, key=key, runs=runs, params={**base, name: shifted},
-                max_steps=max_steps, differentiable=False, on_exhausted="raise",
+                max_steps=max_steps, differentiable=False, on_exhausted="raise", method=method,
             )
             sides.append(np.asarray(observable(tr.states), dtype=np.float64))
         if sides[0].ndim not in (1, 2) or sides[0].shape[0] != runs:

@@ -327,21 +327,8 @@ def _build_runner(compiled: CompiledNetwork, n_grid: int, max_steps: int, estima
             logl_buf=jnp.zeros((batch, n_grid if score else 0), x0.dtype),
         )
 
-        def running(c, stuck):
-            return (c.r < n_grid) & ~stuck
-
         if estimator is None:
-
-            def cond(state):
-                c, stuck = state
-                return jnp.any(running(c, stuck))
-
-            def body(state):
-                for _ in range(UNROLL):
-                    state = step(state[0], theta)
-                return state
-
-            carry, stuck = jax.lax.while_loop(cond, body, (carry, jnp.zeros((batch,), bool)))
+            carry = _forward_loop(step, carry, theta, n_grid)
         else:
             n_chunks = -(-(max_steps + n_grid) // chunk)
 
@@ -356,14 +343,12 @@ def _build_runner(compiled: CompiledNetwork, n_grid: int, max_steps: int, estima
                 return jax.lax.scan(body, state, None, length=chunk)[0]
 
             def outer(state, _):
-                go = jnp.any(running(*state))
+                go = jnp.any(_running(*state, n_grid))
                 return jax.lax.cond(go, run_chunk, lambda s, th: s, state, theta), None
 
             carry, stuck = jax.lax.scan(outer, (carry, jnp.zeros((batch,), bool)), None, length=n_chunks)[0]
 
-        exhausted = carry.r < n_grid
-        unreached = jnp.arange(n_grid)[None, :] >= carry.r[:, None]
-        states = jnp.where(unreached[:, :, None], jnp.nan, carry.buf)
+        states, exhausted = _recorded_states(carry, n_grid)
         return states, exhausted, carry.n, (carry.logl_buf if score else None)
 
     if estimator is None:
@@ -387,6 +372,31 @@ def _build_runner(compiled: CompiledNetwork, n_grid: int, max_steps: int, estima
         return jax.tree_util.tree_map(lambda a: a.reshape((slices * BATCH_SLICE,) + a.shape[2:])[:batch], outs)
 
     return jax.jit(_over_devices(run))
+
+
+def _running(c, stuck, n_grid):
+    """(B,) trajectories still to record a grid row and not stopped by their step budget."""
+    return (c.r < n_grid) & ~stuck
+
+
+def _forward_loop(step, carry, theta, n_grid):
+    """Iterate the batched ``step`` in a ``while_loop`` until every trajectory is done or stuck."""
+
+    def cond(state):
+        return jnp.any(_running(*state, n_grid))
+
+    def body(state):
+        for _ in range(UNROLL):
+            state = step(state[0], theta)
+        return state
+
+    return jax.lax.while_loop(cond, body, (carry, jnp.zeros(carry.r.shape, bool)))[0]
+
+
+def _recorded_states(carry, n_grid):
+    """``(states (B, T, S) with unreached rows NaN, exhausted (B,))`` from a finished carry."""
+    unreached = jnp.arange(n_grid)[None, :] >= carry.r[:, None]
+    return jnp.where(unreached[:, :, None], jnp.nan, carry.buf), carry.r < n_grid
 
 
 def _over_devices(run):
@@ -466,6 +476,7 @@ def simulate(
     differentiable: bool | None = None,
     chunk: int | None = None,
     on_exhausted: str = "warn",
+    method: str = "direct",
 ) -> Trajectories:
     """Simulate ``runs`` exact trajectories of ``network`` and record them at ``times``.
 
@@ -484,6 +495,10 @@ def simulate(
     chunk: steps per rematerialised chunk of the differentiable path (default about sqrt of the
         number of iterations); backward memory grows with the chunk and the number of chunks.
     on_exhausted: ``"warn"``, ``"raise"`` or ``"ignore"`` when some trajectory runs out of budget.
+    method: ``"direct"`` (default; also the differentiable path's clocks) or ``"next-reaction"``
+        (forward only, no events): one random stream per reaction channel, so that simulations with
+        the same key at different parameters share every channel's Poisson process
+        (:mod:`diffssa.next_reaction`; the coupling that finite differences want).
     """
     compiled = network.compile()
     grid = np.asarray(times, dtype=np.float32).reshape(-1)
@@ -495,24 +510,47 @@ def simulate(
         raise ValueError(f"max_steps must be a positive integer, got {max_steps!r}")
     if on_exhausted not in ("warn", "raise", "ignore"):
         raise ValueError(f"on_exhausted must be 'warn', 'raise' or 'ignore', got {on_exhausted!r}")
+    if method not in ("direct", "next-reaction"):
+        raise ValueError(f"method must be 'direct' or 'next-reaction', got {method!r}")
     runs, max_steps = int(runs), int(max_steps)
     theta = _parameter_matrix(network, params, runs)
     x0 = _initial_matrix(network, initial, runs)
     if differentiable is None:
         differentiable = _has_tracer(params)
+    if method == "next-reaction":
+        _check_next_reaction(network, compiled, differentiable)
     est = get_estimator(estimator) if differentiable else None
     if chunk is None:
         chunk = max(8, int(math.sqrt(max_steps + grid.size)))
     keys = jax.random.bits(_as_key(key), (runs, 2), jnp.uint32)  # one Threefry key per trajectory
 
-    cache_key = (grid.size, max_steps, est, int(chunk) if est is not None else 0)
+    cache_key = (grid.size, max_steps, est, int(chunk) if est is not None else 0, method)
     runner = compiled.cache.get(cache_key)
     if runner is None:
-        runner = compiled.cache[cache_key] = _build_runner(compiled, grid.size, max_steps, est, int(chunk))
+        if method == "next-reaction":
+            from .next_reaction import build_next_reaction_runner
+
+            runner = build_next_reaction_runner(compiled, grid.size, max_steps)
+        else:
+            runner = _build_runner(compiled, grid.size, max_steps, est, int(chunk))
+        compiled.cache[cache_key] = runner
     states, exhausted, events, log_likelihood = runner(jnp.asarray(grid), theta, x0, keys)
     result = Trajectories(jnp.asarray(grid), states, exhausted, events, compiled.species, log_likelihood)
     _check_budget(exhausted, max_steps, on_exhausted)
     return result
+
+
+def _check_next_reaction(network: ReactionNetwork, compiled: CompiledNetwork, differentiable: bool):
+    from .next_reaction import MAX_CHANNELS
+
+    if differentiable:
+        raise ValueError("method='next-reaction' is forward only; gradients use method='direct' with an estimator")
+    if network.events:
+        raise ValueError(f"method='next-reaction' does not support events; network {network.name!r} has "
+                         f"{len(network.events)}: use method='direct'")
+    if compiled.stoichiometry.shape[0] > MAX_CHANNELS:
+        raise ValueError(f"method='next-reaction' supports at most {MAX_CHANNELS} reactions, "
+                         f"got {compiled.stoichiometry.shape[0]}")
 
 
 def _report_exhausted(count, runs, max_steps, on_exhausted):
