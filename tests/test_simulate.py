@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from diffssa import Event, MassAction, Reaction, ReactionNetwork, SimulationBudgetError, simulate, time_grid
+from diffssa import Event, MassAction, Propensity, Reaction, ReactionNetwork, SimulationBudgetError, simulate, time_grid
 
 from conftest import dimerization, immigration_death
 
@@ -189,3 +189,40 @@ def test_zero_rate_reactions_at_both_ends_never_fire():
     tr = simulate(net, [0.0, 1.0, 2.0], key=11, runs=20_000)
     assert float(jnp.max(tr["Y"])) == 0.0
     assert int(jnp.sum(tr.events)) > 20_000 * 10
+
+
+@pytest.mark.parametrize("method", ["direct", "next-reaction"])
+def test_a_negative_or_undefined_law_is_an_error_naming_the_reaction(method):
+    """X -> 0 @= mu * (5 - X) goes negative once X > 5: an error, not a silently clamped rate."""
+    net = ReactionNetwork(
+        {"X": 0}, {"k": 20.0, "mu": 1.0},
+        [Reaction({}, {"X": 1}, MassAction("k"), "birth"), Reaction({"X": 1}, {}, Propensity("mu * (5 - X)"), "death")],
+    )
+    with pytest.raises(ValueError, match=r"reaction death: its kinetic law was negative or not finite.* of 100 trajectories"):
+        simulate(net, [1.0], key=0, runs=100, method=method)
+    undefined = ReactionNetwork(
+        {"X": 0}, {"k": 1.0}, [Reaction({}, {"X": 1}, Propensity("k / X"), "grow")],
+    )
+    with pytest.raises(ValueError, match=r"reaction grow: .*not finite"):
+        simulate(undefined, [1.0], key=0, runs=10, method=method)
+    with pytest.raises(ValueError, match=r"reaction birth: "):  # a negative rate constant passed at run time
+        simulate(net, [1.0], key=0, runs=10, params={"k": -1.0}, method=method)
+
+
+@pytest.mark.parametrize("transform", ["grad", "jacrev"])
+def test_counts_stay_exact_integers_under_differentiation(transform):
+    """Regression: straight-through written as (hard + soft) - soft rounded, e.g. a count of 1 became
+    0.99999994 and then -6e-8 (found by the check on propensities); 2,000 runs, both transforms."""
+    net = dimerization()
+
+    def f(params):
+        tr = simulate(net, time_grid(2.0, 2), key=1, runs=2000, params=params)
+        return jnp.sum(tr.states[:, -1, 0]), tr.states
+
+    params = {"k1": jnp.float32(0.001), "k2": jnp.float32(0.01)}
+    if transform == "grad":
+        (_, states), _ = jax.value_and_grad(f, has_aux=True)(params)
+    else:
+        _, states = jax.jacrev(f, has_aux=True)(params)
+    s = np.asarray(states)
+    assert np.all(s == np.round(s)) and np.all(s[:, :, 0] + 2 * s[:, :, 1] == 100)

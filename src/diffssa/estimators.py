@@ -106,8 +106,9 @@ def get_estimator(name: str | Estimator) -> Estimator:
 
 
 def straight_through(hard, soft):
-    """Forward value ``hard``, backward gradient of ``soft``."""
-    return hard + soft - jax.lax.stop_gradient(soft)
+    """Forward value ``hard``, exactly (``soft - soft`` is 0; ``(hard + soft) - soft`` would round),
+    backward gradient of ``soft``."""
+    return hard + (soft - jax.lax.stop_gradient(soft))
 
 
 def choice_weights(estimator: Estimator, probs, index, uniforms):

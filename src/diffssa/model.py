@@ -123,15 +123,22 @@ class CompiledNetwork(NamedTuple):
     """What the simulator needs: stoichiometry and a propensity function.
 
     ``stoichiometry``: (R, S) float32 net change of each species per firing.
-    ``propensities(x, theta)``: x (S,) counts, theta (P,) parameters -> (R,) non-negative rates.
+    ``laws(x, theta)``: x (S,) counts, theta (P,) parameters -> (R,) kinetic laws as written (a custom
+    law may come out negative or non-finite: the simulator checks, and names the reaction).
+    ``reactions``: (R,) reaction labels for messages.
     """
 
     species: tuple[str, ...]
     parameters: tuple[str, ...]
     stoichiometry: np.ndarray
-    propensities: Callable
+    laws: Callable
+    reactions: tuple[str, ...]
     events: tuple  # the network's Event objects (compiled by diffssa.events)
     cache: dict  # jitted simulators built for this network, keyed by their configuration
+
+    def propensities(self, x, theta):
+        """(R,) propensities: the kinetic laws, negative values read as 0."""
+        return jnp.maximum(self.laws(x, theta), 0.0)
 
 
 def _check_count(what: str, value) -> int:
@@ -352,7 +359,7 @@ def _compile(net: ReactionNetwork) -> CompiledNetwork:
     custom_laws = [net.reactions[j].law.law for j in custom]
     custom_idx, custom_need = reactant_table(custom)
 
-    def propensities(x, theta):
+    def laws(x, theta):
         env_p = {p: theta[i] for i, p in enumerate(params)}
         parts = []
         if mass_action:
@@ -372,9 +379,9 @@ def _compile(net: ReactionNetwork) -> CompiledNetwork:
                 v = law(env_x, env_p) if callable(law) else evaluate(law, {**env_x, **env_p})
                 values.append(jnp.broadcast_to(jnp.asarray(v, dtype=x.dtype), ()))
             # a custom law never fires without its reactants (counts cannot go negative)
-            parts.append(jnp.stack(values) * jnp.all(x[custom_idx] >= custom_need, axis=1))
+            parts.append(jnp.where(jnp.all(x[custom_idx] >= custom_need, axis=1), jnp.stack(values), 0.0))
         a = jnp.concatenate(parts) if len(parts) > 1 else parts[0]
-        a = a[order] if custom and mass_action else a
-        return jnp.maximum(a, 0.0)
+        return a[order] if custom and mass_action else a
 
-    return CompiledNetwork(species, params, net.stoichiometry.astype(np.float32), propensities, net.events, {})
+    labels = tuple(r.name or f"#{j + 1} ({r.describe()})" for j, r in enumerate(net.reactions))
+    return CompiledNetwork(species, params, net.stoichiometry.astype(np.float32), laws, labels, net.events, {})

@@ -40,6 +40,7 @@ class _Carry(NamedTuple):
     key: jax.Array  # (2,) uint32 Threefry key of the trajectory
     remaining: jax.Array  # (R,) internal time left until each channel fires
     fired: jax.Array  # (R,) firings of each channel
+    invalid: jax.Array  # () 1 + the first reaction met with a negative or non-finite propensity; 0 if none
 
 
 def channel_exponentials(key, channels, counts):
@@ -52,13 +53,15 @@ def channel_exponentials(key, channels, counts):
 
 def _make_step(compiled: CompiledNetwork, grid, max_steps: int):
     """Single-trajectory step ``(carry, theta) -> (carry, stuck)``: record the next grid row or fire."""
+    from .simulate import checked_propensities
+
     nu = jnp.asarray(compiled.stoichiometry)
     n_grid = grid.shape[0]
 
     def step(c: _Carry, theta):
         active = c.r < n_grid
         row = jnp.minimum(c.r, n_grid - 1)
-        a = compiled.propensities(c.x, theta)
+        a, invalid = checked_propensities(compiled, c, theta, active)
         positive = a > 0
         wait = jnp.where(positive, c.remaining / jnp.where(positive, a, 1.0), jnp.inf)
         mu = jnp.argmin(wait)
@@ -81,6 +84,7 @@ def _make_step(compiled: CompiledNetwork, grid, max_steps: int):
             key=c.key,
             remaining=remaining,
             fired=jnp.where(fire, c.fired.at[mu].set(count), c.fired),
+            invalid=invalid,
         )
         return new, due & ~fire
 
@@ -88,7 +92,8 @@ def _make_step(compiled: CompiledNetwork, grid, max_steps: int):
 
 
 def build_next_reaction_runner(compiled: CompiledNetwork, n_grid: int, max_steps: int):
-    """A jitted ``run(grid, theta (B,P), x0 (B,S), keys (B,2)) -> (states, exhausted, events, None)``."""
+    """A jitted ``run(grid, theta (B,P), x0 (B,S), keys (B,2)) -> (states, exhausted, events, None, invalid)``
+    (as the direct method's runner)."""
     from .simulate import _forward_loop, _over_devices, _recorded_states
 
     n_reactions = compiled.stoichiometry.shape[0]
@@ -106,10 +111,11 @@ def build_next_reaction_runner(compiled: CompiledNetwork, n_grid: int, max_steps
             key=keys,
             remaining=first,
             fired=jnp.zeros((batch, n_reactions), jnp.int32),
+            invalid=jnp.zeros((batch,), jnp.int32),
         )
         step = jax.vmap(_make_step(compiled, grid, max_steps))
         carry = _forward_loop(step, carry, theta, n_grid)
         states, exhausted = _recorded_states(carry, n_grid)
-        return states, exhausted, carry.n, None
+        return states, exhausted, carry.n, None, carry.invalid
 
     return jax.jit(_over_devices(core))

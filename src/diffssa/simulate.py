@@ -142,6 +142,7 @@ class _Carry(NamedTuple):
     trig: jax.Array  # (Es,) state-event trigger values
     logl: jax.Array  # (1,) path log-likelihood so far (score-function estimator only, else (0,))
     logl_buf: jax.Array  # (T,) log-likelihood up to each grid time (score-function only, else (0,))
+    invalid: jax.Array  # () 1 + the first reaction met with a negative or non-finite propensity; 0 if none
 
 
 def _uniforms(key, n, stream: int, size: int):
@@ -158,6 +159,16 @@ def _uniforms(key, n, stream: int, size: int):
     ])
     bits = threefry_2x32(key, counts)[:size]
     return jax.lax.bitcast_convert_type((bits >> 9) | jnp.uint32(0x3F800000), jnp.float32) - 1.0
+
+
+def checked_propensities(compiled: CompiledNetwork, c, theta, active):
+    """``(a, invalid)``: (R,) propensities at ``c.x`` (negative laws read as 0) and the carry's
+    ``invalid`` updated: 1 + the first reaction whose law is negative or non-finite, if none was before."""
+    laws = compiled.laws(c.x, theta)
+    ok = (laws >= 0) & jnp.isfinite(laws)
+    first_bad = jnp.argmin(ok).astype(c.invalid.dtype) + 1
+    invalid = jnp.where((c.invalid == 0) & active & ~jnp.all(ok), first_bad, c.invalid)
+    return jnp.where(ok, laws, 0.0), invalid
 
 
 def reaction_index(a, cum, target, null_event: bool):
@@ -191,7 +202,6 @@ def _make_step(compiled: CompiledNetwork, events: CompiledEvents, grid, max_step
     n_reactions, n_species = nu.shape
     nu_null = jnp.concatenate([nu, jnp.zeros((1, n_species), nu.dtype)])
     n_grid = grid.shape[0]
-    propensities = compiled.propensities
     thinning = estimator is not None and estimator.clock == "thinning"
     relaxed = estimator is not None and estimator.observation_width is not None
     score = estimator is not None and estimator.choice == "score-function"
@@ -200,7 +210,7 @@ def _make_step(compiled: CompiledNetwork, events: CompiledEvents, grid, max_step
         active = c.r < n_grid
         row = jnp.minimum(c.r, n_grid - 1)
         g = grid[row]
-        a = propensities(c.x, theta)
+        a, invalid = checked_propensities(compiled, c, theta, active)
         cum = jnp.cumsum(a)  # exactly monotone for non-negative propensities
         a0 = cum[-1]
         u = _uniforms(c.key, c.n, 0, 2)
@@ -278,6 +288,7 @@ def _make_step(compiled: CompiledNetwork, events: CompiledEvents, grid, max_step
             trig=trig,
             logl=logl,
             logl_buf=logl_buf,
+            invalid=invalid,
         )
         return new, due & ~fire
 
@@ -301,7 +312,8 @@ def _initial_events(events: CompiledEvents, x, theta):
 
 
 def _build_runner(compiled: CompiledNetwork, n_grid: int, max_steps: int, estimator: Estimator | None, chunk: int):
-    """A jitted ``run(grid, theta (B,P), x0 (B,S), keys (B,)) -> (states, exhausted, events, log_likelihood)``."""
+    """A jitted ``run(grid, theta (B,P), x0 (B,S), keys (B,)) -> (states, exhausted, events, log_likelihood,
+    invalid)``; ``invalid`` (B,): 1 + the first reaction met with a negative or non-finite law, else 0."""
 
     events = compile_events(compiled.events, compiled.species, compiled.parameters)
     relaxed = estimator is not None and estimator.observation_width is not None
@@ -325,6 +337,7 @@ def _build_runner(compiled: CompiledNetwork, n_grid: int, max_steps: int, estima
             trig=trig,
             logl=jnp.zeros((batch, 1 if score else 0), x0.dtype),
             logl_buf=jnp.zeros((batch, n_grid if score else 0), x0.dtype),
+            invalid=jnp.zeros((batch,), jnp.int32),
         )
 
         if estimator is None:
@@ -349,7 +362,7 @@ def _build_runner(compiled: CompiledNetwork, n_grid: int, max_steps: int, estima
             carry, stuck = jax.lax.scan(outer, (carry, jnp.zeros((batch,), bool)), None, length=n_chunks)[0]
 
         states, exhausted = _recorded_states(carry, n_grid)
-        return states, exhausted, carry.n, (carry.logl_buf if score else None)
+        return states, exhausted, carry.n, (carry.logl_buf if score else None), carry.invalid
 
     if estimator is None:
         return jax.jit(_over_devices(core))
@@ -534,7 +547,8 @@ def simulate(
         else:
             runner = _build_runner(compiled, grid.size, max_steps, est, int(chunk))
         compiled.cache[cache_key] = runner
-    states, exhausted, events, log_likelihood = runner(jnp.asarray(grid), theta, x0, keys)
+    states, exhausted, events, log_likelihood, invalid = runner(jnp.asarray(grid), theta, x0, keys)
+    _check_laws(invalid, compiled.reactions)
     result = Trajectories(jnp.asarray(grid), states, exhausted, events, compiled.species, log_likelihood)
     _check_budget(exhausted, max_steps, on_exhausted)
     return result
@@ -551,6 +565,27 @@ def _check_next_reaction(network: ReactionNetwork, compiled: CompiledNetwork, di
     if compiled.stoichiometry.shape[0] > MAX_CHANNELS:
         raise ValueError(f"method='next-reaction' supports at most {MAX_CHANNELS} reactions, "
                          f"got {compiled.stoichiometry.shape[0]}")
+
+
+def _report_invalid(counts, runs, reactions):
+    """``counts`` (R + 1,): trajectories per first offending reaction (index 0: none)."""
+    counts = np.asarray(counts)
+    bad = int(counts[1:].sum())
+    if bad:
+        worst = reactions[int(counts[1:].argmax())]
+        raise ValueError(
+            f"reaction {worst}: its kinetic law was negative or not finite (NaN/inf) in a reached state, "
+            f"in {bad} of {runs} trajectories; a propensity must be finite and >= 0 in every reachable "
+            "state (check the law, or gate it, e.g. max(0, ...))"
+        )
+
+
+def _check_laws(invalid, reactions):
+    counts = jnp.zeros((len(reactions) + 1,), jnp.int32).at[invalid].add(1)  # a small replicated array
+    if isinstance(invalid, jax.core.Tracer):
+        jax.debug.callback(lambda c: _report_invalid(c, invalid.shape[0], reactions), counts)
+    else:
+        _report_invalid(counts, invalid.shape[0], reactions)
 
 
 def _report_exhausted(count, runs, max_steps, on_exhausted):
