@@ -189,7 +189,7 @@ def summarise(times, steps):
 # ----------------------------------------------------------------------------------- diffssa
 
 
-def diffssa_forward(spec, runs, repeats):
+def diffssa_forward(spec, runs, repeats, method="direct"):
     import jax
     import numpy as np
 
@@ -199,7 +199,7 @@ def diffssa_forward(spec, runs, repeats):
 
     def once(seed):
         t0 = time.perf_counter()
-        res = simulate(net, grid, key=seed, runs=runs, max_steps=spec["max_steps"])
+        res = simulate(net, grid, key=seed, runs=runs, max_steps=spec["max_steps"], method=method)
         events = np.asarray(res.events)  # blocks until the simulation is done
         jax.block_until_ready(res.states)
         return time.perf_counter() - t0, res, events
@@ -571,6 +571,9 @@ def run_benchmark(args):
                                                         DIMERISATION, runs, repeats)
         dimer["diffssa"][f"gradient_B{runs}"] = guarded(f"dimerisation forward+backward B={runs}",
                                                          diffssa_gradient, DIMERISATION, runs, repeats)
+    dimer["diffssa"][f"forward_next_reaction_B{dimer_runs[-1]}"] = guarded(
+        f"dimerisation forward, next-reaction method, B={dimer_runs[-1]}", diffssa_forward, DIMERISATION,
+        dimer_runs[-1], repeats, "next-reaction")
     mem_runs = dimer_runs[-1]
     dimer["diffssa"][f"gradient_memory_B{mem_runs}"] = guarded(
         f"dimerisation gradient memory B={mem_runs} (subprocess)", measure_memory, "dimerisation", mem_runs)

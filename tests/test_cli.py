@@ -27,10 +27,11 @@ def test_simulate_writes_mean_and_sd_columns(tmp_path):
     assert plot.stat().st_size > 1000
 
 
-def test_simulate_is_reproducible_from_the_seed(tmp_path):
+@pytest.mark.parametrize("method", ["direct", "next-reaction"])
+def test_simulate_is_reproducible_from_the_seed(tmp_path, method):
     for name in ("a", "b"):
-        main(["simulate", DIMER, "--t-end", "5", "--points", "5", "--runs", "100", "--seed", "3",
-              "--out", str(tmp_path / f"{name}.csv")])
+        assert main(["simulate", DIMER, "--t-end", "5", "--points", "5", "--runs", "100", "--seed", "3",
+                     "--method", method, "--out", str(tmp_path / f"{name}.csv")]) == 0
     assert (tmp_path / "a.csv").read_text() == (tmp_path / "b.csv").read_text()
 
 
