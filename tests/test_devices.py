@@ -61,3 +61,12 @@ def test_available_cores_and_bad_count():
     assert available_cores() >= 1
     with pytest.raises(ValueError, match="positive integer"):
         use_cpu_cores(0)
+
+
+def test_devices_argument_chooses_the_split():
+    net = dimerization(p0=30)
+    both = simulate(net, [1.0, 3.0], key=9, runs=11)
+    one = simulate(net, [1.0, 3.0], key=9, runs=11, devices=jax.devices("cpu")[:1])
+    np.testing.assert_array_equal(np.asarray(both.states), np.asarray(one.states))
+    with pytest.raises(ValueError, match="at least one device"):
+        simulate(net, [1.0], key=0, devices=[])

@@ -91,7 +91,7 @@ def _make_step(compiled: CompiledNetwork, grid, max_steps: int):
     return step
 
 
-def build_next_reaction_runner(compiled: CompiledNetwork, n_grid: int, max_steps: int):
+def build_next_reaction_runner(compiled: CompiledNetwork, n_grid: int, max_steps: int, devices: tuple):
     """A jitted ``run(grid, theta (B,P), x0 (B,S), keys (B,2)) -> (states, exhausted, events, None, invalid)``
     (as the direct method's runner)."""
     from .simulate import _forward_loop, _over_devices, _recorded_states
@@ -118,4 +118,4 @@ def build_next_reaction_runner(compiled: CompiledNetwork, n_grid: int, max_steps
         states, exhausted = _recorded_states(carry, n_grid)
         return states, exhausted, carry.n, None, carry.invalid
 
-    return jax.jit(_over_devices(core))
+    return jax.jit(_over_devices(core, devices))

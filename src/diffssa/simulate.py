@@ -311,7 +311,8 @@ def _initial_events(events: CompiledEvents, x, theta):
     return x, done, trig
 
 
-def _build_runner(compiled: CompiledNetwork, n_grid: int, max_steps: int, estimator: Estimator | None, chunk: int):
+def _build_runner(compiled: CompiledNetwork, n_grid: int, max_steps: int, estimator: Estimator | None, chunk: int,
+                  devices: tuple):
     """A jitted ``run(grid, theta (B,P), x0 (B,S), keys (B,)) -> (states, exhausted, events, log_likelihood,
     invalid)``; ``invalid`` (B,): 1 + the first reaction met with a negative or non-finite law, else 0."""
 
@@ -365,7 +366,7 @@ def _build_runner(compiled: CompiledNetwork, n_grid: int, max_steps: int, estima
         return states, exhausted, carry.n, (carry.logl_buf if score else None), carry.invalid
 
     if estimator is None:
-        return jax.jit(_over_devices(core))
+        return jax.jit(_over_devices(core, devices))
 
     def run(grid, theta, x0, keys):
         """Differentiable path: slices of the batch, each rematerialised whole in the backward pass,
@@ -384,7 +385,7 @@ def _build_runner(compiled: CompiledNetwork, n_grid: int, max_steps: int, estima
         outs = jax.lax.map(one, (split(theta), split(x0), split(keys)))
         return jax.tree_util.tree_map(lambda a: a.reshape((slices * BATCH_SLICE,) + a.shape[2:])[:batch], outs)
 
-    return jax.jit(_over_devices(run))
+    return jax.jit(_over_devices(run, devices))
 
 
 def _running(c, stuck, n_grid):
@@ -412,14 +413,13 @@ def _recorded_states(carry, n_grid):
     return jnp.where(unreached[:, :, None], jnp.nan, carry.buf), carry.r < n_grid
 
 
-def _over_devices(run):
-    """``run(grid, theta, x0, keys)`` with the batch split evenly over the local devices.
+def _over_devices(run, devices: tuple):
+    """``run(grid, theta, x0, keys)`` with the batch split evenly over ``devices``.
 
     Each device simulates its share independently (its own early exit; no communication), so on a
     CPU with ``jax.config.update("jax_num_cpu_devices", cores)`` every core works, and on a machine
     with several accelerators every one does. With one device ``run`` is returned unchanged.
     """
-    devices = jax.local_devices()
     if len(devices) == 1:
         return run
     mesh = jax.sharding.Mesh(np.array(devices), ("runs",))
@@ -490,6 +490,7 @@ def simulate(
     chunk: int | None = None,
     on_exhausted: str = "warn",
     method: str = "direct",
+    devices=None,
 ) -> Trajectories:
     """Simulate ``runs`` exact trajectories of ``network`` and record them at ``times``.
 
@@ -512,6 +513,11 @@ def simulate(
         (forward only, no events): one random stream per reaction channel, so that simulations with
         the same key at different parameters share every channel's Poisson process
         (:mod:`diffssa.next_reaction`; the coupling that finite differences want).
+    devices: the devices the batch is split over (default ``jax.local_devices()``; see
+        :func:`diffssa.use_cpu_cores`); with a single one the batch is not split and runs where JAX
+        places it. Pass one device where the results feed a host callback
+        (``jax.pure_callback``) inside ``jit``: XLA's CPU collectives between the devices and the
+        callback were seen to deadlock.
     """
     compiled = network.compile()
     grid = np.asarray(times, dtype=np.float32).reshape(-1)
@@ -537,15 +543,18 @@ def simulate(
         chunk = max(8, int(math.sqrt(max_steps + grid.size)))
     keys = jax.random.bits(_as_key(key), (runs, 2), jnp.uint32)  # one Threefry key per trajectory
 
-    cache_key = (grid.size, max_steps, est, int(chunk) if est is not None else 0, method)
+    devices = tuple(jax.local_devices() if devices is None else devices)
+    if not devices:
+        raise ValueError("devices must name at least one device")
+    cache_key = (grid.size, max_steps, est, int(chunk) if est is not None else 0, method, devices)
     runner = compiled.cache.get(cache_key)
     if runner is None:
         if method == "next-reaction":
             from .next_reaction import build_next_reaction_runner
 
-            runner = build_next_reaction_runner(compiled, grid.size, max_steps)
+            runner = build_next_reaction_runner(compiled, grid.size, max_steps, devices)
         else:
-            runner = _build_runner(compiled, grid.size, max_steps, est, int(chunk))
+            runner = _build_runner(compiled, grid.size, max_steps, est, int(chunk), devices)
         compiled.cache[cache_key] = runner
     states, exhausted, events, log_likelihood, invalid = runner(jnp.asarray(grid), theta, x0, keys)
     _check_laws(invalid, compiled.reactions)
