@@ -18,8 +18,6 @@ are refused.
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import jax
 import jax.numpy as jnp
 from jax.extend.random import threefry_2x32
@@ -29,18 +27,6 @@ from .model import CompiledNetwork
 __all__ = ["MAX_CHANNELS", "build_next_reaction_runner"]
 
 MAX_CHANNELS = 2**16 - 2  # channel k draws from stream k + 1 of the trajectory's 2**16 counter streams
-
-
-class _Carry(NamedTuple):
-    x: jax.Array  # (S,) counts
-    t: jax.Array  # () current time
-    n: jax.Array  # () events fired
-    r: jax.Array  # () next grid row to record
-    buf: jax.Array  # (T, S) recorded states
-    key: jax.Array  # (2,) uint32 Threefry key of the trajectory
-    remaining: jax.Array  # (R,) internal time left until each channel fires
-    fired: jax.Array  # (R,) firings of each channel
-    invalid: jax.Array  # () 1 + the first reaction met with a negative or non-finite propensity; 0 if none
 
 
 def channel_exponentials(key, channels, counts):
@@ -58,7 +44,7 @@ def _make_step(compiled: CompiledNetwork, grid, max_steps: int):
     nu = jnp.asarray(compiled.stoichiometry)
     n_grid = grid.shape[0]
 
-    def step(c: _Carry, theta):
+    def step(c, theta):
         active = c.r < n_grid
         row = jnp.minimum(c.r, n_grid - 1)
         a, invalid = checked_propensities(compiled, c, theta, active)
@@ -75,13 +61,12 @@ def _make_step(compiled: CompiledNetwork, grid, max_steps: int):
         count = c.fired[mu] + 1
         fresh = channel_exponentials(c.key, mu[None], count[None])[0]
         remaining = jnp.where(fire, used.at[mu].set(fresh), c.remaining)
-        new = _Carry(
+        new = c._replace(
             x=jnp.where(fire, c.x + nu[mu], c.x),
             t=jnp.where(fire, c.t + tau, c.t),
             n=c.n + fire.astype(c.n.dtype),
             r=c.r + record.astype(c.r.dtype),
             buf=buf,
-            key=c.key,
             remaining=remaining,
             fired=jnp.where(fire, c.fired.at[mu].set(count), c.fired),
             invalid=invalid,
@@ -94,25 +79,15 @@ def _make_step(compiled: CompiledNetwork, grid, max_steps: int):
 def build_next_reaction_runner(compiled: CompiledNetwork, n_grid: int, max_steps: int, devices: tuple):
     """A jitted ``run(grid, theta (B,P), x0 (B,S), keys (B,2)) -> (states, exhausted, events, None, invalid)``
     (as the direct method's runner)."""
-    from .simulate import _forward_loop, _over_devices, _recorded_states
+    from .simulate import _forward_loop, _initial_carry, _over_devices, _recorded_states
 
     n_reactions = compiled.stoichiometry.shape[0]
 
     def core(grid, theta, x0, keys):
-        batch, n_species = x0.shape
         channels = jnp.arange(n_reactions)
         first = jax.vmap(lambda k: channel_exponentials(k, channels, jnp.zeros_like(channels)))(keys)
-        carry = _Carry(
-            x=x0,
-            t=jnp.zeros((batch,), x0.dtype),
-            n=jnp.zeros((batch,), jnp.int32),
-            r=jnp.zeros((batch,), jnp.int32),
-            buf=jnp.zeros((batch, n_grid, n_species), x0.dtype),
-            key=keys,
-            remaining=first,
-            fired=jnp.zeros((batch, n_reactions), jnp.int32),
-            invalid=jnp.zeros((batch,), jnp.int32),
-        )
+        carry = _initial_carry(x0, keys, n_grid, remaining=first,
+                               fired=jnp.zeros((x0.shape[0], n_reactions), jnp.int32))
         step = jax.vmap(_make_step(compiled, grid, max_steps))
         carry = _forward_loop(step, carry, theta, n_grid)
         states, exhausted = _recorded_states(carry, n_grid)

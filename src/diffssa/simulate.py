@@ -130,6 +130,9 @@ def time_grid(t_end: float, points: int) -> np.ndarray:
 
 
 class _Carry(NamedTuple):
+    """One trajectory's state in the loop, for every engine (direct method, its estimators, and the
+    next-reaction method); fields an engine does not use have size 0."""
+
     x: jax.Array  # (S,) counts
     t: jax.Array  # () current time
     n: jax.Array  # () events fired
@@ -143,6 +146,26 @@ class _Carry(NamedTuple):
     logl: jax.Array  # (1,) path log-likelihood so far (score-function estimator only, else (0,))
     logl_buf: jax.Array  # (T,) log-likelihood up to each grid time (score-function only, else (0,))
     invalid: jax.Array  # () 1 + the first reaction met with a negative or non-finite propensity; 0 if none
+    remaining: jax.Array  # (R,) internal time left until each channel fires (next-reaction only, else (0,))
+    fired: jax.Array  # (R,) firings of each channel (next-reaction only, else (0,))
+
+
+def _initial_carry(x0, keys, n_grid: int, **fields) -> _Carry:
+    """The batch's carry at time 0 (B trajectories): ``fields`` given, the others empty or zero."""
+    batch, n_species = x0.shape
+    empty = {name: jnp.zeros((batch, 0), x0.dtype) for name in ("t_last", "dx_last", "logl", "logl_buf", "remaining")}
+    empty.update(done=jnp.zeros((batch, 0), bool), trig=jnp.zeros((batch, 0), bool),
+                 fired=jnp.zeros((batch, 0), jnp.int32))
+    return _Carry(
+        x=x0,
+        t=jnp.zeros((batch,), x0.dtype),
+        n=jnp.zeros((batch,), jnp.int32),
+        r=jnp.zeros((batch,), jnp.int32),
+        buf=jnp.zeros((batch, n_grid, n_species), x0.dtype),
+        key=keys,
+        invalid=jnp.zeros((batch,), jnp.int32),
+        **{**empty, **fields},
+    )
 
 
 def _uniforms(key, n, stream: int, size: int):
@@ -289,6 +312,8 @@ def _make_step(compiled: CompiledNetwork, events: CompiledEvents, grid, max_step
             logl=logl,
             logl_buf=logl_buf,
             invalid=invalid,
+            remaining=c.remaining,
+            fired=c.fired,
         )
         return new, due & ~fire
 
@@ -324,21 +349,12 @@ def _build_runner(compiled: CompiledNetwork, n_grid: int, max_steps: int, estima
         step = jax.vmap(_make_step(compiled, events, grid, max_steps, estimator))
         batch, n_species = x0.shape
         x0, done, trig = jax.vmap(lambda x, th: _initial_events(events, x, th))(x0, theta)
-        zeros = jnp.zeros((batch,), x0.dtype)
-        carry = _Carry(
-            x=x0,
-            t=zeros,
-            n=jnp.zeros((batch,), jnp.int32),
-            r=jnp.zeros((batch,), jnp.int32),
-            buf=jnp.zeros((batch, n_grid, n_species), x0.dtype),
-            key=keys,
+        carry = _initial_carry(
+            x0, keys, n_grid, done=done, trig=trig,
             t_last=jnp.zeros((batch, 1 if relaxed else 0), x0.dtype),
             dx_last=jnp.zeros((batch, n_species if relaxed else 0), x0.dtype),
-            done=done,
-            trig=trig,
             logl=jnp.zeros((batch, 1 if score else 0), x0.dtype),
             logl_buf=jnp.zeros((batch, n_grid if score else 0), x0.dtype),
-            invalid=jnp.zeros((batch,), jnp.int32),
         )
 
         if estimator is None:
