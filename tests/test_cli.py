@@ -35,7 +35,7 @@ def test_simulate_is_reproducible_from_the_seed(tmp_path, method):
     assert (tmp_path / "a.csv").read_text() == (tmp_path / "b.csv").read_text()
 
 
-@pytest.mark.parametrize("estimator", ["straight-through", "finite-difference"])
+@pytest.mark.parametrize("estimator", ["straight-through", "finite-difference", "score-function"])
 def test_gradient_prints_one_json_object(capsys, estimator):
     code = main(["gradient", DIMER, "--t-end", "2", "--runs", "2000", "--seed", "1", "--species", "P",
                  "--wrt", "k1,k2", "--estimator", estimator, "--json"])

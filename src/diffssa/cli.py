@@ -273,9 +273,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--species", required=True, help="species X")
     p.add_argument("--wrt", required=True, help="comma-separated parameter names")
     p.add_argument("--estimator", default="straight-through",
-                   choices=["straight-through", "finite-difference", "thinning-gumbel", "direct", "direct-relaxed"],
+                   choices=["straight-through", "finite-difference", "score-function", "thinning-gumbel", "direct",
+                            "direct-relaxed"],
                    help="straight-through (default: thinning clock + propensity straight-through), "
-                        "finite-difference (central, common random numbers), or a comparison surrogate")
+                        "finite-difference (central, coupled by common reaction paths), score-function "
+                        "(likelihood ratio: unbiased, noisier; use it where counts are 0/1), or a comparison surrogate")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_gradient, max_steps=10_000)
 
