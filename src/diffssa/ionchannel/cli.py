@@ -18,7 +18,7 @@ import math
 import sys
 from pathlib import Path
 
-from .reproduce import LEARNING_RATE
+from .reproduce import GLYR_WINDOWS, LEARNING_RATE, TWO_CHANNEL_WINDOWS
 
 __all__ = ["add_reproduce_arguments", "add_predict_arguments", "reproduce", "predict", "main"]
 
@@ -30,7 +30,9 @@ def add_reproduce_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--steps", type=int, default=150, help="Adam steps of the GlyR simulation-based fit")
     parser.add_argument("--two-channel-steps", type=int, default=100, help="Adam steps of the two-channel fit")
-    parser.add_argument("--windows", type=int, default=48, help="simulated windows per record, scale and step")
+    parser.add_argument("--windows", type=int, default=None,
+                        help=f"simulated windows per record, scale and step (default {GLYR_WINDOWS} for GlyR, "
+                             f"{TWO_CHANNEL_WINDOWS} for the two-channel fit)")
     parser.add_argument("--learning-rate", type=float, default=LEARNING_RATE,
                         help=f"Adam learning rate on log rates, both fits (default {LEARNING_RATE})")
     parser.add_argument("--model-out", default=str(REPO / "models" / "glyr.json"), help="where to write the fitted GlyR model")
@@ -57,14 +59,16 @@ def reproduce(args) -> int:
     log = (lambda m: print(m, file=sys.stderr, flush=True))
     img = getattr(args, "img_dir", None) or None
     glyr = reproduce_glyr(seed=getattr(args, "seed", 0), steps=getattr(args, "steps", 150),
-                          windows=getattr(args, "windows", 48), model_out=getattr(args, "model_out", None),
+                          windows=getattr(args, "windows", None) or GLYR_WINDOWS,
+                          model_out=getattr(args, "model_out", None),
                           learning_rate=getattr(args, "learning_rate", LEARNING_RATE),
                           img_dir=img, root=getattr(args, "data", None), progress=log)
     out = {"glyr": glyr}
     if not getattr(args, "skip_two_channel", False):
         out["two_channel"] = reproduce_two_channel(seed=getattr(args, "seed", 0),
                                                    steps=getattr(args, "two_channel_steps", 100),
-                                                   windows=getattr(args, "windows", 48), img_dir=img,
+                                                   windows=getattr(args, "windows", None) or TWO_CHANNEL_WINDOWS,
+                                                   img_dir=img,
                                                    learning_rate=getattr(args, "learning_rate", LEARNING_RATE),
                                                    root=getattr(args, "data", None), progress=log)
     if quiet:
