@@ -141,6 +141,11 @@ class CompiledNetwork(NamedTuple):
         return jnp.maximum(self.laws(x, theta), 0.0)
 
 
+def _reaction_label(index: int, reaction) -> str:
+    """How messages name a reaction: its name, else ``#k (the reaction as written)``, 1-based."""
+    return reaction.name or f"#{index + 1} ({reaction.describe()})"
+
+
 def _check_count(what: str, value) -> int:
     try:
         v = float(value)
@@ -209,7 +214,7 @@ class ReactionNetwork:
             raise ValueError(f"volume must be positive and finite, got {volume!r}")
         checked = []
         for i, r in enumerate(reactions):
-            label = r.name or f"#{i + 1} ({r.describe()})"
+            label = _reaction_label(i, r)
             if not isinstance(r.law, (MassAction, Propensity)):
                 raise ValueError(f"reaction {label}: unknown kinetic law {r.law!r}")
             for side in (r.reactants, r.products):
@@ -383,5 +388,5 @@ def _compile(net: ReactionNetwork) -> CompiledNetwork:
         a = jnp.concatenate(parts) if len(parts) > 1 else parts[0]
         return a[order] if custom and mass_action else a
 
-    labels = tuple(r.name or f"#{j + 1} ({r.describe()})" for j, r in enumerate(net.reactions))
+    labels = tuple(_reaction_label(j, r) for j, r in enumerate(net.reactions))
     return CompiledNetwork(species, params, net.stoichiometry.astype(np.float32), laws, labels, net.events, {})

@@ -32,9 +32,9 @@ MAX_CHANNELS = 2**16 - 2  # channel k draws from stream k + 1 of the trajectory'
 def channel_exponentials(key, channels, counts):
     """Exp(1) draws number ``counts[i]`` of channel ``channels[i]``'s stream; (m,) int arrays -> (m,)."""
     words = jnp.concatenate([counts.astype(jnp.uint32), (channels.astype(jnp.uint32) + 1) << 16])
-    bits = threefry_2x32(key, words)[: counts.shape[0]]
-    u = jax.lax.bitcast_convert_type((bits >> 9) | jnp.uint32(0x3F800000), jnp.float32) - 1.0
-    return -jnp.log1p(-u)
+    from .simulate import bits_to_uniform
+
+    return -jnp.log1p(-bits_to_uniform(threefry_2x32(key, words)[: counts.shape[0]]))
 
 
 def _make_step(compiled: CompiledNetwork, grid, max_steps: int):

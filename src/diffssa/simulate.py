@@ -180,7 +180,11 @@ def _uniforms(key, n, stream: int, size: int):
         jnp.full((pairs,), n, jnp.uint32),
         jnp.uint32(stream << 16) + jnp.arange(pairs, dtype=jnp.uint32),
     ])
-    bits = threefry_2x32(key, counts)[:size]
+    return bits_to_uniform(threefry_2x32(key, counts)[:size])
+
+
+def bits_to_uniform(bits):
+    """uint32 random bits -> float32 uniforms in [0, 1) (23 mantissa bits, as ``jax.random.uniform``)."""
     return jax.lax.bitcast_convert_type((bits >> 9) | jnp.uint32(0x3F800000), jnp.float32) - 1.0
 
 
@@ -391,17 +395,21 @@ def _build_runner(compiled: CompiledNetwork, n_grid: int, max_steps: int, estima
         if batch <= BATCH_SLICE:
             return core(grid, theta, x0, keys)
         slices = -(-batch // BATCH_SLICE)
-        pad = slices * BATCH_SLICE - batch
-
-        def split(a):
-            a = jnp.concatenate([a, jnp.repeat(a[:1], pad, axis=0)]) if pad else a
-            return a.reshape((slices, BATCH_SLICE) + a.shape[1:])
-
+        padded = _pad_batch((theta, x0, keys), BATCH_SLICE)
         one = jax.checkpoint(lambda args: core(grid, *args))
-        outs = jax.lax.map(one, (split(theta), split(x0), split(keys)))
+        outs = jax.lax.map(one, tuple(a.reshape((slices, BATCH_SLICE) + a.shape[1:]) for a in padded))
         return jax.tree_util.tree_map(lambda a: a.reshape((slices * BATCH_SLICE,) + a.shape[2:])[:batch], outs)
 
     return jax.jit(_over_devices(run, devices))
+
+
+def _pad_batch(arrays, multiple: int):
+    """The (B, ...) ``arrays`` with their first row repeated up to a multiple of ``multiple`` rows
+    (callers drop the results of the copies)."""
+    pad = -arrays[0].shape[0] % multiple
+    if not pad:
+        return tuple(arrays)
+    return tuple(jnp.concatenate([a, jnp.repeat(a[:1], pad, axis=0)]) for a in arrays)
 
 
 def _running(c, stuck, n_grid):
@@ -445,12 +453,8 @@ def _over_devices(run, devices: tuple):
     )
 
     def split_run(grid, theta, x0, keys):
-        batch = x0.shape[0]
-        pad = -batch % len(devices)
-        if pad:  # repeat the first trajectory to fill the last device; the copies are dropped below
-            theta, x0, keys = (jnp.concatenate([a, jnp.repeat(a[:1], pad, axis=0)]) for a in (theta, x0, keys))
-        outs = sharded(grid, theta, x0, keys)
-        return jax.tree_util.tree_map(lambda a: a[:batch], outs)
+        outs = sharded(grid, *_pad_batch((theta, x0, keys), len(devices)))
+        return jax.tree_util.tree_map(lambda a: a[: x0.shape[0]], outs)
 
     return split_run
 
