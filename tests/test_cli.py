@@ -56,7 +56,9 @@ def test_gradient_prints_one_json_object(capsys, estimator):
     (["simulate", DIMER, "--t-end", "1", "--points", "1", "--out", "x.csv", "--param", "k1=abc"], "k1"),
     (["simulate", DIMER, "--t-end", "1", "--points", "1", "--out", "x.csv", "--param", "k1=-1"], "non-negative"),
     (["simulate", DIMER, "--t-end", "-1", "--points", "1", "--out", "x.csv"], "t_end"),
-    (["gradient", DIMER, "--t-end", "1", "--species", "Q", "--wrt", "k1"], "unknown species 'Q'"),
+    (["gradient", DIMER, "--t-end", "1", "--species", "Q", "--wrt", "k1"], "--species: unknown species 'Q'"),
+    (["gradient", DIMER, "--t-end", "1", "--species", "Q", "--wrt", "k1", "--estimator", "finite-difference"],
+     "--species: unknown species 'Q'"),
     (["gradient", DIMER, "--t-end", "1", "--species", "P", "--wrt", "kk"], "unknown parameter 'kk'"),
 ])
 def test_bad_input_exits_2_naming_the_item(tmp_path, capsys, monkeypatch, args, message):

@@ -112,12 +112,14 @@ def cmd_gradient(args) -> int:
     wrt = [w.strip() for w in args.wrt.split(",") if w.strip()]
     if not wrt:
         raise ValueError("--wrt needs at least one parameter name")
+    try:
+        network.check_species_name(args.species)
+    except ValueError as err:
+        raise ValueError(f"--species: {err}") from None
     times = np.array([args.t_end], dtype=np.float32)
     if args.estimator == "finite-difference":
         from .finite_differences import finite_difference_gradient
 
-        if args.species not in network.species:
-            raise ValueError(f"--species {args.species}: unknown species; the model has: {', '.join(network.species)}")
         index = network.species_names.index(args.species)
         fd = finite_difference_gradient(
             network, times, lambda states: states[:, -1, index], wrt, key=args.seed, runs=args.runs,
