@@ -2,6 +2,8 @@
 
 Usage: python benchmarks/gradient_table.py [--runs 40000] [--seed 0] [--markdown FILE]
        python benchmarks/gradient_table.py --oscillator [--runs 4000] [--seed 0] [--markdown FILE]
+       python benchmarks/gradient_table.py --coupling [--runs 20000] [--oscillator-runs 1000] [--seed 0]
+           [--markdown FILE]
 
 Prints one JSON object: for each estimator, case, time and parameter, the estimate of
 d E[X(t)] / d log(theta), the exact value (analytic, or the chemical master equation for
@@ -12,6 +14,13 @@ exact value (the estimator's noise: a gradient from n trajectories has relative 
 solution), E[A(t)] at t = 1 h and 3 h (the first rise of the activator), against a reference of
 central finite differences with common random numbers on ``OSCILLATOR_REFERENCE_RUNS`` trajectories
 per side (h = 5% in each rate); the bias's standard error combines the estimate's and the reference's.
+
+``--coupling``: standard errors of central finite differences (h = 5%, ``finite_difference_gradient``)
+under its two couplings, ``method="direct"`` (event-indexed random numbers) and
+``method="next-reaction"`` (common reaction paths), both with the same seed: d E[X(t)] / d theta for
+immigration-death (t = 0.5, 10) and dimerisation (t = 2, 20), ``--runs`` pairs, against the master
+equation; d E[A(t)], E[R(t)] / d log(theta) for the oscillator (t = 1, 3, 10, 20 h),
+``--oscillator-runs`` pairs, no exact value. One row per (case, species, time, parameter).
 """
 
 from __future__ import annotations
@@ -171,6 +180,81 @@ def run(runs: int, seed: int):
     return rows
 
 
+COUPLING_METHODS = ("direct", "next-reaction")
+COUPLING_OSCILLATOR_RATES = ("alphaA_prime", "deltaA", "deltaR", "gammaA")
+COUPLING_OSCILLATOR_TIMES = (1.0, 3.0, 10.0, 20.0)
+# (case, species, time, parameter) of the rows shown in docs/gradients.md; the JSON has them all
+COUPLING_TABLE = (
+    ("immigration-death", "X", 0.5, "mu"), ("immigration-death", "X", 10.0, "mu"),
+    ("dimerisation", "P", 2.0, "k2"), ("dimerisation", "P", 20.0, "k2"),
+    ("oscillator", "A", 1.0, "log deltaA"), ("oscillator", "A", 3.0, "log deltaA"),
+    ("oscillator", "A", 3.0, "log gammaA"), ("oscillator", "R", 10.0, "log deltaR"),
+    ("oscillator", "R", 20.0, "log alphaA_prime"),
+)
+
+
+def _coupled(case, net, times, species, wrt, runs, seed, max_steps, scale):
+    """Rows for one network: both couplings, every species x time x parameter; ``scale`` -> d/d log theta."""
+    indices = [net.species_names.index(s) for s in species]
+    fds, seconds = {}, {}
+    for method in COUPLING_METHODS:
+        start = time.perf_counter()
+        # one simulation per side for all species: (B, T, S) -> (B, T * len(species)), time-major
+        fds[method] = finite_difference_gradient(
+            net, times, lambda s: s[:, :, indices].reshape(s.shape[0], -1), list(wrt), key=seed, runs=runs,
+            method=method, max_steps=max_steps,
+        )
+        seconds[method] = time.perf_counter() - start
+        print(f"coupling: {case:18s} {method:14s} {runs} pairs {seconds[method]:6.1f} s", file=sys.stderr)
+    rows = []
+    for k, (t, sp) in enumerate((t, sp) for t in times for sp in species):
+        for name in wrt:
+            factor = net.parameters[name] if scale else 1.0
+            r = {"case": case, "species": sp, "time": t, "parameter": f"log {name}" if scale else name,
+                 "pairs": runs}
+            for method in COUPLING_METHODS:
+                r[f"gradient_{method}"] = float(fds[method][name].gradient[k]) * factor
+                r[f"stderr_{method}"] = float(fds[method][name].stderr[k]) * factor
+                r[f"seconds_{method}"] = seconds[method]
+            ratio_ok = r["stderr_next-reaction"] > 0
+            r["stderr_ratio"] = r["stderr_direct"] / r["stderr_next-reaction"] if ratio_ok else None
+            rows.append(r)
+    return rows
+
+
+def run_coupling(runs: int, oscillator_runs: int, seed: int):
+    """Finite-difference standard errors, direct vs next-reaction coupling (the table in docs/gradients.md)."""
+    from diffssa.applications.oscillator import oscillator_network
+
+    nets = {c[0]: c[1] for c in cases()}
+    rows = []
+    for case, net, species, times, bounds in (
+        ("immigration-death", nets["immigration-death"], "X", [0.5, 10.0], {"X": 80}),
+        ("dimerisation", nets["dimerisation 2P<->P2"], "P", [2.0, 20.0], None),
+    ):
+        exact = solve_cme(net, times, bounds=bounds)  # mean_gradient: (T, S, P), d/d theta
+        for r in _coupled(case, net, times, [species], list(net.parameters), runs, seed, 5_000, scale=False):
+            i, j = times.index(r["time"]), exact.parameter_names.index(r["parameter"])
+            r["exact"] = float(exact.mean_gradient[i, net.species_names.index(species), j])
+            rows.append(r)
+    for r in _coupled("oscillator", oscillator_network(), list(COUPLING_OSCILLATOR_TIMES), ["A", "R"],
+                      COUPLING_OSCILLATOR_RATES, oscillator_runs, seed, 150_000, scale=True):
+        r["exact"] = None
+        rows.append(r)
+    return rows
+
+
+def coupling_markdown(rows):
+    """The rows of ``COUPLING_TABLE`` in the layout of docs/gradients.md."""
+    lines = ["| case | t | d/d | SE, direct method | SE, next-reaction | exact |", "|---|---|---|---|---|---|"]
+    for case, species, t, p in COUPLING_TABLE:
+        r = next(r for r in rows if (r["case"], r["species"], r["time"], r["parameter"]) == (case, species, t, p))
+        exact = "" if r["exact"] is None else f"{r['exact']:.4g}"
+        lines.append(f"| {case}, {species} | {t:g} | {p} | {r['stderr_direct']:.3g} | {r['stderr_next-reaction']:.3g} "
+                     f"| {exact} |")
+    return "\n".join(lines) + "\n"
+
+
 def markdown(rows, runs):
     """One line per (case, time, parameter), one column per estimator."""
     keys = list(dict.fromkeys((r["case"], r["time"], r["parameter"]) for r in rows))
@@ -191,27 +275,43 @@ def markdown(rows, runs):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=40_000)
+    parser.add_argument("--runs", type=int, default=None,
+                        help="trajectories per estimate (default 40000; with --coupling, pairs per exact case: 20000)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--markdown", help="also write the table as markdown to this file")
     parser.add_argument("--from-json", help="re-render the markdown from an earlier JSON output instead of running")
     parser.add_argument("--oscillator", action="store_true",
                         help="the oscillator against finite differences instead of the exact cases")
+    parser.add_argument("--coupling", action="store_true",
+                        help="finite-difference standard errors, direct vs next-reaction coupling")
+    parser.add_argument("--oscillator-runs", type=int, default=1_000,
+                        help="with --coupling: pairs for the oscillator (default 1000)")
     args = parser.parse_args()
+    if args.oscillator and args.coupling:
+        parser.error("--oscillator and --coupling are separate tables; give one")
+    if args.runs is None:
+        args.runs = 20_000 if args.coupling else 40_000
     from diffssa import use_cpu_cores
 
     use_cpu_cores()
-    oscillator = args.oscillator
+    oscillator, coupling = args.oscillator, args.coupling
     if args.from_json:
         with open(args.from_json) as f:
             data = json.load(f)
-        rows, oscillator = data["rows"], data.get("oscillator", False)
+        rows, oscillator, coupling = data["rows"], data.get("oscillator", False), data.get("coupling", False)
+        if coupling:
+            args.runs, args.oscillator_runs = data["runs"], data["oscillator_runs"]
+    elif coupling:
+        rows = run_coupling(args.runs, args.oscillator_runs, args.seed)
     else:
         rows = run_oscillator(args.runs, args.seed) if oscillator else run(args.runs, args.seed)
     if args.markdown:
         with open(args.markdown, "w") as f:
-            f.write(markdown(rows, None if oscillator else args.runs))
-    print(json.dumps({"runs": args.runs, "seed": args.seed, "oscillator": oscillator, "rows": rows}))
+            f.write(coupling_markdown(rows) if coupling else markdown(rows, None if oscillator else args.runs))
+    out = {"runs": args.runs, "seed": args.seed, "oscillator": oscillator, "rows": rows}
+    if coupling:
+        out |= {"coupling": True, "oscillator_runs": args.oscillator_runs, "relative_step": 0.05}
+    print(json.dumps(out))
 
 
 if __name__ == "__main__":
