@@ -209,6 +209,25 @@ def test_a_negative_or_undefined_law_is_an_error_naming_the_reaction(method):
         simulate(net, [1.0], key=0, runs=10, params={"k": -1.0}, method=method)
 
 
+@pytest.mark.parametrize("method", ["direct", "next-reaction", "grad"])
+def test_a_bad_mass_action_rate_constant_is_an_error_naming_the_reaction(method):
+    """Mass-action laws are checked once per call through their rate constants (their count factor is
+    finite and >= 0): a negative one raises even if its reaction never fires (no X here), also traced."""
+    net = ReactionNetwork(
+        {"X": 0, "Y": 0}, {"k": 5.0, "mu": 1.0},
+        [Reaction({}, {"Y": 1}, MassAction("k"), "make Y"), Reaction({"X": 1}, {}, MassAction("mu"), "X decays")],
+    )
+    for params in ({"mu": -1.0}, {"mu": jnp.array([1.0] * 7 + [-1.0] * 3)}):
+        with pytest.raises(ValueError, match=r"reaction X decays: .*negative or not finite.* in \d+ of 10 trajectories"):
+            if method == "grad":
+                jax.grad(lambda k: jnp.sum(simulate(net, [1.0], key=0, runs=10, params={**params, "k": k}).states))(
+                    jnp.float32(5.0))
+            else:
+                simulate(net, [1.0], key=0, runs=10, params=params, method=method)
+    tr = simulate(net, [1.0], key=0, runs=10, method="direct" if method == "grad" else method)
+    assert float(jnp.max(tr["X"])) == 0.0 and float(jnp.min(tr["Y"])) >= 0.0
+
+
 @pytest.mark.parametrize("transform", ["grad", "jacrev"])
 def test_counts_stay_exact_integers_under_differentiation(transform):
     """Regression: straight-through written as (hard + soft) - soft rounded, e.g. a count of 1 became

@@ -125,6 +125,10 @@ class CompiledNetwork(NamedTuple):
     ``stoichiometry``: (R, S) float32 net change of each species per firing.
     ``laws(x, theta)``: x (S,) counts, theta (P,) parameters -> (R,) kinetic laws as written (a custom
     law may come out negative or non-finite: the simulator checks, and names the reaction).
+    ``mass_action``: (Rm,) indices of the mass-action reactions.
+    ``rate_constants(theta)``: theta (P,) -> (Rm,) their rate constants times volume factors. A mass-action
+    law is this times a count factor that is finite and >= 0, so it is negative or non-finite only if
+    its rate constant is (the simulator checks these once per call, custom laws at every step).
     ``reactions``: (R,) reaction labels for messages.
     """
 
@@ -132,6 +136,8 @@ class CompiledNetwork(NamedTuple):
     parameters: tuple[str, ...]
     stoichiometry: np.ndarray
     laws: Callable
+    mass_action: np.ndarray
+    rate_constants: Callable
     reactions: tuple[str, ...]
     events: tuple  # the network's Event objects (compiled by diffssa.events)
     cache: dict  # jitted simulators built for this network, keyed by their configuration
@@ -364,19 +370,23 @@ def _compile(net: ReactionNetwork) -> CompiledNetwork:
     custom_laws = [net.reactions[j].law.law for j in custom]
     custom_idx, custom_need = reactant_table(custom)
 
+    def rate_constants(theta):
+        if simple_rates:
+            k = theta[rate_index]
+        else:
+            env_p = {p: theta[i] for i, p in enumerate(params)}
+            k = jnp.stack([jnp.asarray(evaluate(e, env_p), dtype=theta.dtype) for e in rate_exprs])
+        return k * volume_factor
+
     def laws(x, theta):
         env_p = {p: theta[i] for i, p in enumerate(params)}
         parts = []
         if mass_action:
-            if simple_rates:
-                k = theta[rate_index]
-            else:
-                k = jnp.stack([jnp.asarray(evaluate(e, env_p), dtype=theta.dtype) for e in rate_exprs])
             xr = x[idx]  # (Rm, width)
             comb = jnp.ones_like(xr)
-            for i in range(max_coef):  # falling factorial x (x-1) ... (x-n+1)
+            for i in range(max_coef):  # falling factorial x (x-1) ... (x-n+1): >= 0 for counts x >= 0
                 comb = comb * jnp.where(coef > i, xr - i, 1.0)
-            parts.append(k * volume_factor * jnp.prod(comb * inv_factorial, axis=1))
+            parts.append(rate_constants(theta) * jnp.prod(comb * inv_factorial, axis=1))
         if custom:
             env_x = {s: x[i] for i, s in enumerate(species)}
             values = []
@@ -389,4 +399,5 @@ def _compile(net: ReactionNetwork) -> CompiledNetwork:
         return a[order] if custom and mass_action else a
 
     labels = tuple(_reaction_label(j, r) for j, r in enumerate(net.reactions))
-    return CompiledNetwork(species, params, net.stoichiometry.astype(np.float32), laws, labels, net.events, {})
+    return CompiledNetwork(species, params, net.stoichiometry.astype(np.float32), laws,
+                           np.array(mass_action, dtype=np.int32), rate_constants, labels, net.events, {})

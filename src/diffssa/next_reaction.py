@@ -79,7 +79,7 @@ def _make_step(compiled: CompiledNetwork, grid, max_steps: int):
 def build_next_reaction_runner(compiled: CompiledNetwork, n_grid: int, max_steps: int, devices: tuple):
     """A jitted ``run(grid, theta (B,P), x0 (B,S), keys (B,2)) -> (states, exhausted, events, None, invalid)``
     (as the direct method's runner)."""
-    from .simulate import _forward_loop, _initial_carry, _over_devices, _recorded_states
+    from .simulate import _forward_loop, _initial_carry, _over_devices, _recorded_states, invalid_rate_constants
 
     n_reactions = compiled.stoichiometry.shape[0]
 
@@ -87,7 +87,8 @@ def build_next_reaction_runner(compiled: CompiledNetwork, n_grid: int, max_steps
         channels = jnp.arange(n_reactions)
         first = jax.vmap(lambda k: channel_exponentials(k, channels, jnp.zeros_like(channels)))(keys)
         carry = _initial_carry(x0, keys, n_grid, remaining=first,
-                               fired=jnp.zeros((x0.shape[0], n_reactions), jnp.int32))
+                               fired=jnp.zeros((x0.shape[0], n_reactions), jnp.int32),
+                               invalid=invalid_rate_constants(compiled, theta))
         step = jax.vmap(_make_step(compiled, grid, max_steps))
         carry = _forward_loop(step, carry, theta, n_grid)
         states, exhausted = _recorded_states(carry, n_grid)

@@ -155,7 +155,7 @@ def _initial_carry(x0, keys, n_grid: int, **fields) -> _Carry:
     batch, n_species = x0.shape
     empty = {name: jnp.zeros((batch, 0), x0.dtype) for name in ("t_last", "dx_last", "logl", "logl_buf", "remaining")}
     empty.update(done=jnp.zeros((batch, 0), bool), trig=jnp.zeros((batch, 0), bool),
-                 fired=jnp.zeros((batch, 0), jnp.int32))
+                 fired=jnp.zeros((batch, 0), jnp.int32), invalid=jnp.zeros((batch,), jnp.int32))
     return _Carry(
         x=x0,
         t=jnp.zeros((batch,), x0.dtype),
@@ -163,7 +163,6 @@ def _initial_carry(x0, keys, n_grid: int, **fields) -> _Carry:
         r=jnp.zeros((batch,), jnp.int32),
         buf=jnp.zeros((batch, n_grid, n_species), x0.dtype),
         key=keys,
-        invalid=jnp.zeros((batch,), jnp.int32),
         **{**empty, **fields},
     )
 
@@ -188,10 +187,26 @@ def bits_to_uniform(bits):
     return jax.lax.bitcast_convert_type((bits >> 9) | jnp.uint32(0x3F800000), jnp.float32) - 1.0
 
 
+def invalid_rate_constants(compiled: CompiledNetwork, theta):
+    """(B,) int32 for theta (B, P): 1 + the first mass-action reaction whose rate constant is negative
+    or non-finite, else 0: the trajectories' initial ``invalid``. A mass-action law can be invalid only
+    through its rate constant, so it is checked here, once per call, and not at every step."""
+    if compiled.mass_action.size == 0:
+        return jnp.zeros(theta.shape[:1], jnp.int32)
+    k = jax.vmap(compiled.rate_constants)(theta)
+    ok = (k >= 0) & jnp.isfinite(k)
+    first_bad = jnp.asarray(compiled.mass_action)[jnp.argmin(ok, axis=1)] + 1
+    return jnp.where(jnp.all(ok, axis=1), 0, first_bad).astype(jnp.int32)
+
+
 def checked_propensities(compiled: CompiledNetwork, c, theta, active):
-    """``(a, invalid)``: (R,) propensities at ``c.x`` (negative laws read as 0) and the carry's
-    ``invalid`` updated: 1 + the first reaction whose law is negative or non-finite, if none was before."""
+    """``(a, invalid)``: (R,) propensities at ``c.x`` (negative or non-finite laws read as 0) and the
+    carry's ``invalid`` updated: 1 + the first reaction whose law is negative or non-finite, if none was
+    before. Mass-action rate constants are checked once, by :func:`invalid_rate_constants`: a network
+    of mass-action reactions only is not checked here."""
     laws = compiled.laws(c.x, theta)
+    if compiled.mass_action.size == laws.shape[0]:
+        return jnp.where(laws > 0, laws, 0.0), c.invalid
     ok = (laws >= 0) & jnp.isfinite(laws)
     first_bad = jnp.argmin(ok).astype(c.invalid.dtype) + 1
     invalid = jnp.where((c.invalid == 0) & active & ~jnp.all(ok), first_bad, c.invalid)
@@ -354,7 +369,7 @@ def _build_runner(compiled: CompiledNetwork, n_grid: int, max_steps: int, estima
         batch, n_species = x0.shape
         x0, done, trig = jax.vmap(lambda x, th: _initial_events(events, x, th))(x0, theta)
         carry = _initial_carry(
-            x0, keys, n_grid, done=done, trig=trig,
+            x0, keys, n_grid, done=done, trig=trig, invalid=invalid_rate_constants(compiled, theta),
             t_last=jnp.zeros((batch, 1 if relaxed else 0), x0.dtype),
             dx_last=jnp.zeros((batch, n_species if relaxed else 0), x0.dtype),
             logl=jnp.zeros((batch, 1 if score else 0), x0.dtype),
@@ -603,9 +618,9 @@ def _report_invalid(counts, runs, reactions):
     if bad:
         worst = reactions[int(counts[1:].argmax())]
         raise ValueError(
-            f"reaction {worst}: its kinetic law was negative or not finite (NaN/inf) in a reached state, "
-            f"in {bad} of {runs} trajectories; a propensity must be finite and >= 0 in every reachable "
-            "state (check the law, or gate it, e.g. max(0, ...))"
+            f"reaction {worst}: its kinetic law was negative or not finite (NaN/inf) in a reached state "
+            f"(or its rate constant was), in {bad} of {runs} trajectories; a propensity must be finite and "
+            ">= 0 in every reachable state (check the law, or gate it, e.g. max(0, ...))"
         )
 
 
