@@ -14,6 +14,7 @@ from diffssa.applications.oscillator import (
     Metric,
     _gauss_newton_step,
     _pair_regression,
+    design_spectra,
     fisher_analysis,
     local_model,
     oscillator_network,
@@ -150,3 +151,56 @@ def test_plot_fit_writes_the_figure(tmp_path):
     path = tmp_path / "sub" / "oscillator.png"
     plot_fit(results, path)
     assert path.stat().st_size > 10_000
+
+
+def test_default_design_is_the_coarse_grid():
+    d = Design()
+    assert np.array_equal(d.times, d.coarse_times) and len(d.times) == 61
+    assert np.array_equal(d.coarse_index, np.arange(61))
+    assert d.lag_steps == tuple(range(2, 31, 2))
+    assert len(d.feature_names()) == 6 * 61 + 2 * 15
+
+
+def test_early_grid_is_merged_for_recording_and_the_lags_stay_on_the_coarse_grid():
+    old, new = Design(), Design(early_end=3.0, early_dt=0.05, cross=True)
+    t = new.times
+    early = np.round(np.arange(61) * 0.05, 6)
+    assert np.all(np.diff(t) > 0) and t[0] == 0.0 and t[-1] == np.float32(30.0)
+    assert len(t) == 61 + 61 - 7   # 0, 0.5, ..., 3 are on both grids
+    assert np.allclose(t[:61], early, atol=1e-6) and np.allclose(t[new.coarse_index], old.times)
+    assert new.lag_steps == old.lag_steps
+    names = new.feature_names()
+    assert len(names) == 6 * len(t) + len(t) + 2 * 15 and len(set(names)) == len(names)
+    assert "mean A(0.05)" in names and "AR(0.1)" in names and names[-1] == "acf R lag 15"
+    # features on the merged grid agree with the old design's where they overlap
+    rng = np.random.default_rng(3)
+    states = rng.poisson(500.0, size=(5, len(t), len(OBSERVED))).astype(float)
+    f_new = trajectory_features(states, new, OBSERVED)
+    f_old = trajectory_features(states[:, new.coarse_index], old, OBSERVED)
+    assert f_new.shape == (5, len(names))
+    assert np.allclose(f_new[:, -30:], f_old[:, -30:])          # autocorrelations: coarse grid only
+    pick = lambda f, des, prefix: np.array([f[:, des.feature_names().index(f"{prefix} {s}({x:g})")]
+                                            for x in old.times for s in OBSERVED]).T
+    for prefix in ("mean", "m2"):
+        assert np.allclose(pick(f_new, new, prefix), pick(f_old, old, prefix))
+    x = states / new.scale
+    assert np.allclose(f_new[:, 6 * len(t): 7 * len(t)], x[:, :, 0] * x[:, :, 1])
+    f_unit = trajectory_features(states, new._replace(cross_scale=1e4), OBSERVED)
+    assert np.allclose(f_unit[:, 6 * len(t): 7 * len(t)], states[:, :, 0] * states[:, :, 1] / 1e4)
+    cross = np.s_[6 * len(t): 7 * len(t)]
+    assert np.allclose(np.delete(f_unit, cross, 1), np.delete(f_new, cross, 1))
+    with pytest.raises(ValueError, match="times"):
+        trajectory_features(states[:, new.coarse_index], new, OBSERVED)
+
+
+def test_design_spectra_compares_designs_from_one_simulation():
+    short = Design(t_end=4.0, points=8, lags=(1.0, 2.0))
+    early = short._replace(early_end=1.0, early_dt=0.1)
+    r = design_spectra({"coarse": short, "early": early}, pairs=48, target_runs=96, batch=96)
+    assert np.allclose(r["simulated_times"], early.times) and len(r["free"]) == 12
+    for name, design in (("coarse", short), ("early", early)):
+        ev = r[name]["eigenvalues"]
+        assert len(ev) == 12 and ev == sorted(ev, reverse=True) and ev[0] > 0
+        assert 0 < r[name]["dim"] <= len(design.feature_names())
+        assert set(r[name]["diagonal"]) == set(r["free"])
+    assert r["early"]["dim"] > r["coarse"]["dim"]

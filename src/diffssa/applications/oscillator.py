@@ -20,7 +20,9 @@ What is fitted and how (docs/oscillator.md has the measurements and the reasons)
   the time-averaged autocorrelation products A(t) A(t + l) and R(t) R(t + l) for lags of 1..15 h.
   They are means over trajectories of per-trajectory features, so their covariance is estimated from
   the same data; the loss is the squared residual whitened by a shrunk estimate of that covariance
-  (:class:`Metric`), in units of the per-trajectory spread.
+  (:class:`Metric`), in units of the per-trajectory spread. :class:`Design` can add a fine early grid
+  and the products A(t) R(t); :func:`design_spectra` compares designs by their Fisher spectra (measured
+  in docs/oscillator.md: neither changes the weak directions enough, so the default is the 0.5-h grid).
 * **Start.** Every rate multiplied or divided by 2 (signs from ``numpy.random.default_rng(seed)``).
 * **Held rates.** alphaR (no measurable effect) and the on-rates gammaA, gammaR of the fast gene
   binding equilibria (only thetaA / gammaA and thetaR / gammaR matter) stay at their perturbed start;
@@ -65,6 +67,7 @@ __all__ = [
     "LocalModel",
     "local_model",
     "fisher_analysis",
+    "design_spectra",
     "fit_oscillator",
     "plot_fit",
     "reproduce",
@@ -133,16 +136,52 @@ def perturbed_start(seed: int = 0, factor: float = 2.0) -> dict[str, float]:
 
 
 class Design(NamedTuple):
-    """Observation design: grid ``[0, t_end]`` with ``points + 1`` times; lags in hours; counts / ``scale``."""
+    """Observation design: what is recorded and which statistics are formed.
+
+    Coarse grid ``[0, t_end]`` with ``points + 1`` equally spaced times; the autocorrelation lags (hours,
+    multiples of its spacing) are taken on the coarse grid only. Optionally a fine early grid: times
+    ``0, early_dt, 2 early_dt, ...`` up to ``early_end`` hours, merged with the coarse grid for the
+    mean and second-moment features (the first hours, before phase diffusion, resolve the mRNA and
+    protein time scales). ``cross``: also the products A(t) R(t) at every recorded time, divided by
+    ``cross_scale`` molecules^2 (default ``scale ** 2``). Counts are divided by ``scale``. The
+    defaults are the original design (coarse grid only, no cross terms).
+    """
 
     t_end: float = 30.0
     points: int = 60
     lags: tuple[float, ...] = tuple(float(l) for l in range(1, 16))
     scale: float = 1000.0
+    early_end: float = 0.0
+    early_dt: float = 0.05
+    cross: bool = False
+    cross_scale: float | None = None
+
+    @property
+    def coarse_times(self) -> np.ndarray:
+        return time_grid(self.t_end, self.points)
 
     @property
     def times(self) -> np.ndarray:
-        return time_grid(self.t_end, self.points)
+        """The recording grid: the coarse grid merged with the early fine grid (sorted, float32)."""
+        coarse = self.coarse_times
+        if self.early_end <= 0:
+            return coarse
+        if not self.early_dt > 0:
+            raise ValueError(f"early_dt must be positive, got {self.early_dt!r}")
+        n = int(math.floor(self.early_end / self.early_dt + 1e-9))
+        early = np.arange(n + 1, dtype=np.float64) * self.early_dt
+        early = early[early < min(self.early_end, self.t_end) + 1e-9]
+        merged = np.concatenate([coarse.astype(np.float64), early])
+        merged = np.unique(np.round(merged, 6))
+        return merged.astype(np.float32)
+
+    @property
+    def coarse_index(self) -> np.ndarray:
+        """Indices of the coarse grid's times in :attr:`times` (where the autocorrelations are formed)."""
+        t = self.times.astype(np.float64)
+        idx = np.searchsorted(np.round(t, 6), np.round(self.coarse_times.astype(np.float64), 6))
+        assert np.allclose(t[idx], self.coarse_times, atol=1e-5)
+        return idx
 
     @property
     def lag_steps(self) -> tuple[int, ...]:
@@ -153,23 +192,33 @@ class Design(NamedTuple):
         t = self.times
         names = [f"mean {s}({x:g})" for x in t for s in OBSERVED]
         names += [f"m2 {s}({x:g})" for x in t for s in OBSERVED]
+        if self.cross:
+            names += [f"AR({x:g})" for x in t]
         names += [f"acf {s} lag {l:g}" for s in ("A", "R") for l in self.lags]
         return names
 
 
 def trajectory_features(states, design: Design = Design(), species: Sequence[str] = tuple(SPECIES)) -> np.ndarray:
-    """(B, T, S) states -> (B, D) per-trajectory features; their means over runs are the statistics.
+    """(B, T, S) states at ``design.times`` -> (B, D) per-trajectory features; their means are the statistics.
 
-    Features: x(t) and x(t)^2 for x in A, R, C at every grid time (in units of ``design.scale``
-    molecules), and for A and R the time averages of x(t) x(t + l) over the grid for each lag l.
+    Features (in the order of :meth:`Design.feature_names`): x(t) and x(t)^2 for x in A, R, C at every
+    recorded time (in units of ``design.scale`` molecules), A(t) R(t) if ``design.cross`` (in units of
+    ``design.cross_scale``), and for A and R the averages over the coarse grid of x(t) x(t + l) for
+    each lag l.
     """
     states = np.asarray(states, dtype=np.float64)
     idx = [list(species).index(s) for s in OBSERVED]
     x = states[:, :, idx] / design.scale  # (B, T, 3)
+    if x.shape[1] != len(design.times):
+        raise ValueError(f"states have {x.shape[1]} times, the design records {len(design.times)}")
     b = x.shape[0]
     parts = [x.reshape(b, -1), (x**2).reshape(b, -1)]
+    if design.cross:
+        unit = design.scale**2 if design.cross_scale is None else design.cross_scale
+        parts.append(states[:, :, idx[0]] * states[:, :, idx[1]] / unit)
+    coarse = x if design.early_end <= 0 else x[:, design.coarse_index]  # default: bit-identical to before
     for j in (0, 1):
-        a = x[:, :, j]
+        a = coarse[:, :, j]
         parts.append(np.stack([np.mean(a[:, :-l] * a[:, l:], axis=1) for l in design.lag_steps], axis=1))
     return np.concatenate(parts, axis=1)
 
@@ -366,6 +415,66 @@ def fisher_analysis(
         "se_alone": {name: float(s) for name, s in zip(free, se_alone)},
         "unresolved_loading": {name: float(l) for name, l in zip(free, loading)},
     }
+
+
+def design_spectra(
+    designs: dict,
+    *,
+    pairs: int = 1024,
+    target_runs: int = 2048,
+    step: float = 0.05,
+    seed: int = 0,
+    held: Sequence[str] | None = None,
+    shrinkage: float = 0.5,
+    batch: int = 512,
+) -> dict:
+    """Compare observation designs: the Fisher spectrum of each one's statistics at the TRUE rates.
+
+    One simulation serves every design: ``target_runs`` trajectories at the true rates (key
+    ``seed + 10_000``, as the fit's target) and ``pairs`` antithetic pairs at ``u +- d`` (``d``: random
+    signs times ``step`` in the log rates not ``held``, default :data:`HELD`), recorded on the union of
+    the designs' grids. For each design (name -> :class:`Design`) the fit's metric is built from the
+    target, the pairs are regressed (:func:`_pair_regression`) and the split-halves Fisher matrix per
+    trajectory is eigen-decomposed. Returns name -> {"dim", "eigenvalues" (descending),
+    "diagonal" (information on each free log rate alone)}, plus "free" and "simulated_times".
+    """
+    network = oscillator_network()
+    held = tuple(HELD) if held is None else tuple(held)
+    free = [k for k in RATE_NAMES if k not in held]
+    union = np.unique(np.round(np.concatenate([d.times.astype(np.float64) for d in designs.values()]), 6))
+    union = union.astype(np.float32)
+    idx = [network.species_names.index(s) for s in OBSERVED]
+
+    def states(params, key, runs):
+        key = jax.random.PRNGKey(key)
+        out = []
+        for i, start in enumerate(range(0, runs, batch)):
+            size = min(batch, runs - start)
+            sub = {k: (v[start:start + size] if np.ndim(v) else v) for k, v in params.items()}
+            tr = simulate(network, union, key=jax.random.fold_in(key, i), runs=size, params=sub,
+                          max_steps=5_000_000, differentiable=False, on_exhausted="raise")
+            out.append(np.asarray(tr.states)[:, :, idx])
+        return np.concatenate(out)
+
+    u = {k: math.log(v) for k, v in TRUE_RATES.items()}
+    d = step * np.random.default_rng(seed).choice([-1.0, 1.0], size=(pairs, len(free)))
+    target = states({}, seed + 10_000, target_runs)
+    plus = states(_rates(u, free, d), seed + 1, pairs)
+    minus = states(_rates(u, free, -d), seed + 1, pairs)
+    results = {"free": free, "simulated_times": union}
+    for name, design in designs.items():
+        t = design.times.astype(np.float64)
+        pick = np.searchsorted(np.round(union.astype(np.float64), 6), np.round(t, 6))
+        if not np.allclose(union[np.minimum(pick, len(union) - 1)], t, atol=1e-5):
+            raise ValueError(f"design {name!r} has times off the simulated grid")
+        tg, pl, mi = (trajectory_features(x[:, pick], design, OBSERVED) for x in (target, plus, minus))
+        metric = Metric(tg, shrinkage=shrinkage)
+        _, halves, _, _ = _pair_regression(d, pl, mi, metric)
+        j1, j2 = (metric.whiten(h) for h in halves)
+        fisher = (j1.T @ j2 + j2.T @ j1) / 2
+        results[name] = {"dim": metric.dim, "eigenvalues": sorted(np.linalg.eigvalsh(fisher).tolist(), reverse=True),
+                         "diagonal": dict(zip(free, np.diag(fisher).tolist()))}
+    return results
 
 
 def _gauss_newton_step(metric: Metric, jacobian: np.ndarray, noise: np.ndarray, residual: np.ndarray,
