@@ -3,6 +3,7 @@
 Fast checks only; the fits themselves run in ``diffssa reproduce ionchannel``.
 """
 
+import dataclasses
 import json
 import struct
 from pathlib import Path
@@ -14,6 +15,7 @@ from diffssa.ionchannel.fit import (
     Target,
     Scale,
     SimulationLoss,
+    exact_scheme_r2,
     multichannel_q,
     predicted_level_density,
     reference_data,
@@ -180,12 +182,39 @@ def test_missed_event_density_matches_event_level_simulation():
     np.testing.assert_allclose(tiny.pdf(t), (areas * rates * np.exp(-np.outer(t, rates))).sum(1), rtol=1e-3)
 
 
+def test_exact_scheme_r2_is_the_counting_noise_of_a_correct_model():
+    """A record drawn from the scheme itself (one open state: dwells independent) must score an R^2
+    inside the counting-noise distribution; 1 - R^2 scales as 1 / (number of dwells)."""
+    Q = THREE.q_matrix(1.0)
+    d, lev = _ctmc(Q, THREE.is_open, 30_000, seed=5)  # about 3,200 resolved dwells of each kind
+    tres = 0.05
+    data = reference_data(_record(d, lev), 1.0, tres)
+    ds = dwell_times(impose_resolution(_record(d, lev), tres))
+    assert data.counts[1] == np.sum(ds.open >= tres) and data.counts[0] == np.sum(ds.shut >= tres)
+    draws = exact_scheme_r2(THREE, [data], draws=4000, seed=1)
+    for lev_, (edges, obs) in data.bins.items():
+        observed = r_squared(obs, predicted_level_density(THREE, 1.0, tres, 1, lev_, edges))
+        quantile = np.mean(draws[(1.0, lev_)] <= observed)
+        assert 0.005 < quantile < 0.995, (lev_, observed, quantile)
+        assert np.all(draws[(1.0, lev_)] < 1.0)
+    # 100x the dwells: 1 - R^2 about 100x smaller (median ratio, 4,000 draws each)
+    more = dataclasses.replace(data, counts={k: 100 * v for k, v in data.counts.items()})
+    big = exact_scheme_r2(THREE, [more], draws=4000, seed=1)
+    for k in draws:
+        ratio = np.median(1 - draws[k]) / np.median(1 - big[k])
+        assert 70 < ratio < 140, (k, ratio)
+    with pytest.raises(ValueError, match="no dwell count"):
+        exact_scheme_r2(THREE, [dataclasses.replace(data, counts={})])
+
+
 def test_network_q_matrix_is_the_scheme_q_matrix():
-    scheme = flip_scheme(3)
-    assert scheme.check_reversibility(30.0) < 1e-10  # f2, f3 from microscopic reversibility
-    Q, states = q_from_network(scheme.network(1, 30.0))
-    order = [int(np.flatnonzero(s)[0]) for s in states]
-    np.testing.assert_allclose(Q, scheme.q_matrix(30.0)[np.ix_(order, order)], rtol=1e-5, atol=1e-9)
+    for scheme in (flip_scheme(3), flip_scheme(3, second_open=True)):
+        assert scheme.check_reversibility(30.0) < 1e-10  # f2, f3 from microscopic reversibility
+        Q, states = q_from_network(scheme.network(1, 30.0))
+        order = [int(np.flatnonzero(s)[0]) for s in states]
+        np.testing.assert_allclose(Q, scheme.q_matrix(30.0)[np.ix_(order, order)], rtol=1e-5, atol=1e-9)
+    assert len(scheme.states) == 13 and {"A1O2", "A2O2", "A3O2"} <= set(scheme.open_states)
+    assert {"p", "q"} <= set(scheme.rates)
     # two channels: the Kronecker-sum chain on ordered pairs gives the same level densities as the
     # network's own chain on counts
     Q2, states2 = q_from_network(THREE.network(2, 1.0))
@@ -275,3 +304,10 @@ def test_predict_reports_r2_for_any_record(tmp_path, capsys):
         predict(Namespace(**{**vars(args), "record": str(tmp_path / "missing.scn")}))
     with pytest.raises(ValueError, match="concentration"):
         predict(Namespace(**{**vars(args), "concentration": -1.0}))
+
+
+def test_reproduce_refuses_a_perturbation_factor_below_one(capsys):
+    from diffssa.ionchannel.cli import main
+
+    assert main(["reproduce", "--perturb", "0.5", "--json"]) == 2
+    assert "--perturb must be a factor >= 1" in capsys.readouterr().err

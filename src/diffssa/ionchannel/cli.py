@@ -35,6 +35,9 @@ def add_reproduce_arguments(parser: argparse.ArgumentParser) -> None:
                              f"{TWO_CHANNEL_WINDOWS} for the two-channel fit)")
     parser.add_argument("--learning-rate", type=float, default=LEARNING_RATE,
                         help=f"Adam learning rate on log rates, both fits (default {LEARNING_RATE})")
+    parser.add_argument("--perturb", type=float, default=1.0,
+                        help="start the GlyR simulation-based fit from the reference rates each multiplied or "
+                             "divided by PERTURB (> 1; a recovery experiment; default 1: from the reference rates)")
     parser.add_argument("--model-out", default=str(REPO / "models" / "glyr.json"), help="where to write the fitted GlyR model")
     parser.add_argument("--img-dir", default=str(REPO / "docs" / "img"), help="where to write the plots ('' for none)")
     parser.add_argument("--data", default=None, help="folder with the records (default ../shared/ionchannel or $DIFFSSA_SHARED/ionchannel)")
@@ -56,12 +59,15 @@ def reproduce(args) -> int:
     from .reproduce import reproduce_glyr, reproduce_two_channel
 
     quiet = getattr(args, "json", False)
+    perturb = getattr(args, "perturb", 1.0)
+    if not (math.isfinite(perturb) and perturb >= 1):
+        raise ValueError(f"--perturb must be a factor >= 1, got {perturb!r}")
     log = (lambda m: print(m, file=sys.stderr, flush=True))
     img = getattr(args, "img_dir", None) or None
     glyr = reproduce_glyr(seed=getattr(args, "seed", 0), steps=getattr(args, "steps", 150),
                           windows=getattr(args, "windows", None) or GLYR_WINDOWS,
                           model_out=getattr(args, "model_out", None),
-                          learning_rate=getattr(args, "learning_rate", LEARNING_RATE),
+                          learning_rate=getattr(args, "learning_rate", LEARNING_RATE), perturb=perturb,
                           img_dir=img, root=getattr(args, "data", None), progress=log)
     out = {"glyr": glyr}
     if not getattr(args, "skip_two_channel", False):

@@ -251,7 +251,8 @@ def load_scheme(path) -> GatingScheme:
     return scheme_from_dict(data, str(path))
 
 
-def flip_scheme(sites: int = 3, rates: Mapping[str, float] | None = None, name: str | None = None) -> GatingScheme:
+def flip_scheme(sites: int = 3, rates: Mapping[str, float] | None = None, name: str | None = None,
+                second_open: bool = False) -> GatingScheme:
     """The "flip" scheme of Burzomato et al. (2004) with ``sites`` equivalent binding sites.
 
     States: resting ``R``, ``A1R`` .. ``AnR``; flipped (pre-open, shut) ``A1F`` .. ``AnF``; open ``A1O`` ..
@@ -259,6 +260,10 @@ def flip_scheme(sites: int = 3, rates: Mapping[str, float] | None = None, name: 
     (``kon``/``koff`` resting, ``kfon``/``kfoff`` flipped); flipping ``AiR -> AiF`` at ``fi``,
     unflipping ``gi``; opening ``AiF -> AiO`` at ``bi``, shutting ``ai``. Microscopic reversibility of the
     cycles ``AiR - AiF - A(i+1)F - A(i+1)R`` fixes ``f2 .. fn`` (derived rates).
+
+    ``second_open``: every open state ``AiO`` also leads to a second open state ``AiO2`` (same
+    conductance, a dead end: no new cycle) at ``p``, back at ``q``, the same two rates for every ``i``.
+    It lengthens openings without changing the flip mechanism (2 more free rates).
     """
     n = int(sites)
     if n < 1:
@@ -287,11 +292,21 @@ def flip_scheme(sites: int = 3, rates: Mapping[str, float] | None = None, name: 
     for i in range(1, n + 1):
         default.update({f"g{i}": 2000.0, f"b{i}": 10000.0 * i, f"a{i}": 1000.0})
     default["f1"] = 50.0
+    if second_open:
+        for i in range(1, n + 1):
+            states.append(f"A{i}O2")
+            opens.append(f"A{i}O2")
+            T.append(Transition(f"A{i}O", f"A{i}O2", "p"))
+            T.append(Transition(f"A{i}O2", f"A{i}O", "q"))
+        default.update({"p": 300.0, "q": 2000.0})
     free = {k: v for k, v in default.items() if k not in derived}
     if rates:
         free.update({k: float(v) for k, v in rates.items() if k in free})
-    return GatingScheme(name or f"flip-{n}", tuple(states), tuple(opens), tuple(T), free, derived,
-                        f"flip scheme with {n} binding sites (Burzomato et al. 2004)")
+    description = f"flip scheme with {n} binding sites (Burzomato et al. 2004)"
+    if second_open:
+        description += ", a second open state after every open state"
+    return GatingScheme(name or (f"flip-{n}-2open" if second_open else f"flip-{n}"), tuple(states), tuple(opens),
+                        tuple(T), free, derived, description)
 
 
 def linear_scheme(states: Sequence[str], open_states: Sequence[str], rates: Mapping[str, float], name: str = "linear") -> GatingScheme:
