@@ -52,7 +52,7 @@ def test_gradient_prints_one_json_object(capsys, estimator):
 
 @pytest.mark.parametrize("args, message", [
     (["simulate", "missing.rxn", "--t-end", "1", "--points", "1", "--out", "x.csv"], "missing.rxn"),
-    (["simulate", DIMER, "--t-end", "1", "--points", "1", "--out", "x.csv", "--param", "k9=1"], "k9"),
+    (["simulate", DIMER, "--t-end", "1", "--points", "1", "--out", "x.csv", "--param", "k9=1"], "--param: unknown parameter 'k9'"),
     (["simulate", DIMER, "--t-end", "1", "--points", "1", "--out", "x.csv", "--param", "k1=abc"], "k1"),
     (["simulate", DIMER, "--t-end", "1", "--points", "1", "--out", "x.csv", "--param", "k1=-1"], "non-negative"),
     (["simulate", DIMER, "--t-end", "-1", "--points", "1", "--out", "x.csv"], "t_end"),

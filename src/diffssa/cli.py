@@ -45,9 +45,10 @@ def _load(path: str, params: dict[str, float]):
     from .language import load_network
 
     network = load_network(path)
-    unknown = [p for p in params if p not in network.parameters]
-    if unknown:
-        raise ValueError(f"--param {unknown[0]}: unknown parameter; the model has: {', '.join(network.parameters) or '(none)'}")
+    try:
+        network.check_parameter_names(params)
+    except ValueError as err:
+        raise ValueError(f"--param: {err}") from None
     return network.with_parameters(**params) if params else network
 
 
