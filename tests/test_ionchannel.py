@@ -17,13 +17,14 @@ from diffssa.ionchannel.fit import (
     SimulationLoss,
     exact_scheme_r2,
     multichannel_q,
+    predicted_occupancy,
     predicted_level_density,
     reference_data,
     simulate_dwells,
     simulated_r2,
 )
 from diffssa.ionchannel.gridstats import SoftBins, grid_periods, sample_record, soft_histogram_np
-from diffssa.ionchannel.models import flip_scheme, linear_scheme, load_scheme
+from diffssa.ionchannel.models import GatingScheme, flip_scheme, linear_scheme, load_scheme, pair_scheme
 from diffssa.ionchannel.qmatrix import MissedEventDensity, ideal_density, pinf, q_from_network
 from diffssa.ionchannel import (
     Record, idealise, impose_resolution, log_bins, log_binned_density, r_squared, read_abf, read_scn, shared_dir,
@@ -224,6 +225,27 @@ def test_network_q_matrix_is_the_scheme_q_matrix():
         t = np.array([0.06, 0.2, 1.0, 5.0])
         np.testing.assert_allclose(MissedEventDensity(Q2, level2 == lev, 0.05).pdf(t),
                                    MissedEventDensity(Qk, levk == lev, 0.05).pdf(t), rtol=1e-6)
+
+
+def test_pair_scheme_is_two_independent_channels(tmp_path):
+    """Two different channels as one product scheme: levels 0/1/2, its network's generator is its
+    Q-matrix, two equal channels give the two-copy chain's occupancies, and it round-trips as JSON."""
+    b = linear_scheme(["C2", "C1", "O"], ["O"], {"k01": 50.0, "k10": 300.0, "k12": 3000.0, "k21": 900.0})
+    pair = pair_scheme(THREE, b)
+    assert pair.unit_channels == 2 and pair.copies(2) == 1 and len(pair.states) == 9
+    assert dict(zip(pair.states, pair.state_levels))["O_O"] == 2 and dict(zip(pair.states, pair.state_levels))["C1_O"] == 1
+    Q, states = q_from_network(pair.network(1, 1.0))
+    order = [int(np.flatnonzero(x)[0]) for x in states]
+    np.testing.assert_allclose(Q, pair.q_matrix(1.0)[np.ix_(order, order)], rtol=1e-5, atol=1e-9)
+    np.testing.assert_allclose(predicted_occupancy(pair_scheme(THREE, THREE), 1.0, 2), predicted_occupancy(THREE, 1.0, 2),
+                               rtol=1e-9, atol=1e-12)
+    pair.to_json(tmp_path / "pair.json")
+    again = load_scheme(tmp_path / "pair.json")
+    assert again == pair and np.array_equal(again.state_levels, pair.state_levels)
+    with pytest.raises(ValueError, match="not a whole number of copies"):
+        pair.copies(3)
+    with pytest.raises(ValueError, match="level of 'C1'"):
+        GatingScheme("bad", ("C1", "O"), ("O",), (), {}, levels={"C1": 2})
 
 
 def test_scheme_json_round_trip_and_errors(tmp_path):

@@ -194,7 +194,8 @@ def _mask(bins: SoftBins, n_levels: int, tcrit: float | None) -> np.ndarray:
 class SimulationLoss:
     """``loss(rates, key)``: the multi-scale windowed histogram loss of the module docstring.
 
-    ``targets``: the records to fit; ``channels``: channels in the patch (levels 0..channels).
+    ``targets``: the records to fit; ``channels``: unit channels in the patch (levels 0..channels), made
+    of independent copies of ``scheme`` (:meth:`GatingScheme.copies`).
     Targets that share a scale are simulated in one call (their windows side by side, ``conc`` per window).
     """
 
@@ -206,10 +207,11 @@ class SimulationLoss:
     max_data_windows: int = 20000
 
     def __post_init__(self):
-        self.network = _init_network(self.scheme, self.channels)
+        self.copies = self.scheme.copies(self.channels)
+        self.network = _init_network(self.scheme, self.copies)
         self.n_levels = self.channels + 1
-        self.open_index = np.array([self.network.species_names.index(s) for s in self.scheme.open_states])
         self.state_index = np.array([self.network.species_names.index(s) for s in self.scheme.states])
+        self.state_levels = jnp.asarray(self.scheme.state_levels, jnp.float32)
         self.scales = []
         for t in self.targets:
             for sc in t.scales:
@@ -254,16 +256,16 @@ class SimulationLoss:
                       on_exhausted="ignore", differentiable=True, estimator="score-function",
                       devices=jax.local_devices()[:1])
         states = jax.lax.stop_gradient(jnp.nan_to_num(tr.states))
-        x0 = states[:, 0, :][:, self.state_index]  # (B, k): channels in each state after INIT
-        ok = ~tr.exhausted & (jnp.abs(jnp.sum(x0, axis=1) - self.channels) < 0.5)
-        # independent channels: p0(x0) = prod over channels of p_inf(state); likewise q
+        x0 = states[:, 0, :][:, self.state_index]  # (B, k): copies of the scheme in each state after INIT
+        ok = ~tr.exhausted & (jnp.abs(jnp.sum(x0, axis=1) - self.copies) < 0.5)
+        # independent copies: p0(x0) = prod over copies of p_inf(state); likewise q
         log_ratio = jnp.sum(x0 * (logp - logq), axis=1)
         weight = jax.lax.stop_gradient(jnp.where(ok, jnp.exp(jnp.where(ok, log_ratio, 0.0)), 0.0))
         logp0 = jnp.where(ok, jnp.sum(x0 * logp, axis=1), 0.0)
         loglik = jnp.where(ok[:, None], jnp.nan_to_num(tr.log_likelihood), 0.0)  # (B, T)
         # score of the path up to each grid time: d log p_inf(x0) + d log L(t) (0 in the forward pass)
         score = (logp0 - jax.lax.stop_gradient(logp0))[:, None] + loglik - jax.lax.stop_gradient(loglik)
-        levels = jnp.clip(jnp.where(ok[:, None], jnp.sum(states[:, :, self.open_index], axis=-1), 0.0), 0, self.channels)
+        levels = jnp.clip(jnp.where(ok[:, None], states[:, :, self.state_index] @ self.state_levels, 0.0), 0, self.channels)
         bins, n_levels, T = scale.bins, self.n_levels, scale.samples
         C = jax.pure_callback(
             lambda o: soft_histogram_np(np.rint(np.asarray(o)).astype(np.int8), scale.h, scale.tres, bins, n_levels,
@@ -358,7 +360,7 @@ def simulate_dwells(scheme: GatingScheme, concentration: float, tres: float, *, 
                     rates=None, channels: int = 1, max_steps: int | None = None):
     """Long simulated records (forward, exact) with ``tres`` imposed: ``(DwellSet, occupancy)``.
 
-    ``chains`` independent records of ``channels`` channels, ``duration / chains`` ms each, simulated
+    ``chains`` independent records of ``channels`` unit channels (copies of the scheme), ``duration / chains`` ms each, simulated
     window by window (``window`` ms on a grid of spacing ``h``, default ``tres / 7.5``; each window
     starts from the last state of the previous one), sampled on the grid, concatenated and resolved
     like the data (a run of ``m`` points is resolved, ``(m - 1/2) h = tres``; dwell lengths, whole
@@ -368,19 +370,20 @@ def simulate_dwells(scheme: GatingScheme, concentration: float, tres: float, *, 
 
     scheme = scheme.with_rates(rates) if rates else scheme
     h = h or tres / 7.5  # the resolution ramp (see below) is then centred on tres
-    net = scheme.network(channels, concentration)
+    copies = scheme.copies(channels)
+    net = scheme.network(copies, concentration)
     rng = np.random.default_rng(seed)
     p = np.clip(pinf(scheme.q_matrix(concentration)), 0, None)
     p = p / p.sum()
     x = np.zeros((chains, len(scheme.states)), np.float32)
-    for _ in range(channels):
+    for _ in range(copies):
         x[np.arange(chains), rng.choice(len(p), size=chains, p=p)] += 1
     samples = int(round(window / h))
     times = h * np.arange(1, samples + 1)
     n_windows = max(1, int(math.ceil(duration / chains / window)))
-    opens = scheme.is_open.astype(np.float32)
+    opens = scheme.state_levels.astype(np.float32)
     rate = float(np.max(-np.diag(scheme.q_matrix(concentration))))
-    budget = max_steps or int(window * rate * channels * 1.2) + 500
+    budget = max_steps or int(window * rate * copies * 1.2) + 500
     current = [[] for _ in range(chains)]
     key = jax.random.PRNGKey(seed)
     for w in range(n_windows):
@@ -415,9 +418,11 @@ def simulated_r2(data: "ReferenceData", simulated: DwellSet) -> dict:
 
 
 # --------------------------------------------------------------------- Q-matrix reference fit
-def multichannel_q(Q1: np.ndarray, in_open: np.ndarray, channels: int):
-    """Generator of ``channels`` independent identical channels on count states (how many channels are
-    in each state; the chain the network simulates), and the number of open channels in each state."""
+def multichannel_q(Q1: np.ndarray, state_levels: np.ndarray, channels: int):
+    """Generator of ``channels`` independent identical copies of a scheme on count states (how many copies
+    are in each state; the chain the network simulates), and the number of open unit channels in each
+    count state (``state_levels``: per scheme state, e.g. :attr:`GatingScheme.state_levels`; a boolean
+    open mask counts 1 per open copy)."""
     from itertools import combinations_with_replacement
 
     Q1 = np.asarray(Q1, dtype=np.float64)
@@ -439,7 +444,8 @@ def multichannel_q(Q1: np.ndarray, in_open: np.ndarray, channels: int):
                     y[j] += 1
                     Q[n, index[tuple(y)]] += x[i] * Q1[i, j]
     np.fill_diagonal(Q, -Q.sum(axis=1))
-    level = np.array([int(np.sum(x[np.asarray(in_open, bool)])) for x in states])
+    weight = np.asarray(state_levels, np.int64)
+    level = np.array([int(np.sum(x * weight)) for x in states])
     return Q, level
 
 
@@ -497,9 +503,10 @@ def reference_data(record: Record, concentration: float, tres: float, *, channel
 
 def predicted_level_density(scheme: GatingScheme, concentration: float, tres: float, channels: int, level: int,
                             edges, rates=None) -> np.ndarray:
-    """HJC log-binned density of apparent dwells at one current level (``channels`` independent channels)."""
+    """HJC log-binned density of apparent dwells at one current level (a patch of ``channels`` unit
+    channels: independent copies of the scheme)."""
     Q1 = scheme.q_matrix(concentration, rates)
-    Q, lev = multichannel_q(Q1, scheme.is_open, channels)
+    Q, lev = multichannel_q(Q1, scheme.state_levels, scheme.copies(channels))
     dens = MissedEventDensity(Q, lev == level, tres)
     probs = np.maximum(bin_probabilities(dens.pdf, edges, (2 * tres, 3 * tres)), 0.0)
     return probs / probs.sum() / np.diff(np.log10(edges))
@@ -507,7 +514,7 @@ def predicted_level_density(scheme: GatingScheme, concentration: float, tres: fl
 
 def predicted_occupancy(scheme: GatingScheme, concentration: float, channels: int, rates=None) -> np.ndarray:
     """Equilibrium fraction of time with 0..channels channels open."""
-    Q, lev = multichannel_q(scheme.q_matrix(concentration, rates), scheme.is_open, channels)
+    Q, lev = multichannel_q(scheme.q_matrix(concentration, rates), scheme.state_levels, scheme.copies(channels))
     p = np.clip(pinf(Q), 0, None)
     return np.array([p[lev == k].sum() for k in range(channels + 1)]) / p.sum()
 

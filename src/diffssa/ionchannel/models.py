@@ -17,8 +17,10 @@ with :func:`load_scheme`.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -28,7 +30,7 @@ import numpy as np
 from ..expressions import evaluate, parse_expression, substitute, symbols
 from ..model import MassAction, Reaction, ReactionNetwork
 
-__all__ = ["Transition", "GatingScheme", "load_scheme", "flip_scheme", "linear_scheme", "FORMAT"]
+__all__ = ["Transition", "GatingScheme", "load_scheme", "flip_scheme", "linear_scheme", "pair_scheme", "FORMAT"]
 
 FORMAT = "diffssa-gating-scheme/1"
 
@@ -85,6 +87,7 @@ class GatingScheme:
     derived: Mapping[str, str] = field(default_factory=dict)
     description: str = ""
     meta: Mapping[str, object] = field(default_factory=dict, compare=False)
+    levels: Mapping[str, int] = field(default_factory=dict)  # open state -> open unit channels (default 1)
 
     def __post_init__(self):
         states = set(self.states)
@@ -108,19 +111,37 @@ class GatingScheme:
         for k, v in self.rates.items():
             if not (math.isfinite(float(v)) and float(v) > 0):
                 raise ValueError(f"scheme {self.name!r}: rate constant {k!r} must be positive, got {v!r}")
+        for s, level in self.levels.items():
+            if s not in self.open_states or int(level) != level or level < 1:
+                raise ValueError(f"scheme {self.name!r}: level of {s!r} must be a whole number >= 1 of an open state, got {level!r}")
 
     # ------------------------------------------------------------------ views
     @property
     def is_open(self) -> np.ndarray:
         return np.array([s in self.open_states for s in self.states])
 
+    @property
+    def state_levels(self) -> np.ndarray:
+        """(states,) int: open unit channels in each state (0 shut, 1 open, more for a scheme of several channels)."""
+        return np.array([int(self.levels.get(s, 1)) if s in self.open_states else 0 for s in self.states])
+
+    @property
+    def unit_channels(self) -> int:
+        """Unit channels one copy of the scheme stands for (1, or 2 for a :func:`pair_scheme`)."""
+        return int(self.state_levels.max())
+
+    def copies(self, channels: int) -> int:
+        """How many independent copies of the scheme make a patch of ``channels`` unit channels."""
+        if channels < 1 or channels % self.unit_channels:
+            raise ValueError(f"scheme {self.name!r} stands for {self.unit_channels} channel(s); a patch of "
+                             f"{channels} is not a whole number of copies")
+        return channels // self.unit_channels
+
     def with_rates(self, rates: Mapping[str, float]) -> "GatingScheme":
         unknown = set(rates) - set(self.rates)
         if unknown:
             raise ValueError(f"unknown rate constant {sorted(unknown)[0]!r}; known: {', '.join(self.rates)}")
-        return GatingScheme(self.name, self.states, self.open_states, self.transitions,
-                            {**self.rates, **{k: float(v) for k, v in rates.items()}}, self.derived,
-                            self.description, self.meta)
+        return dataclasses.replace(self, rates={**self.rates, **{k: float(v) for k, v in rates.items()}})
 
     def _rate_expr(self, t: Transition):
         expanded = {}
@@ -212,6 +233,7 @@ class GatingScheme:
             "transitions": [{"from": t.source, "to": t.target, "rate": t.rate, "binding": t.binding} for t in self.transitions],
             "rates": {k: float(v) for k, v in self.rates.items()},
             "derived": dict(self.derived),
+            **({"levels": {k: int(v) for k, v in self.levels.items()}} if self.levels else {}),
             **({"meta": dict(self.meta)} if self.meta else {}),
         }
 
@@ -232,6 +254,7 @@ def scheme_from_dict(data: Mapping, source: str = "model") -> GatingScheme:
             derived=dict(data.get("derived", {})),
             description=str(data.get("description", "")),
             meta=dict(data.get("meta", {})),
+            levels={k: int(v) for k, v in data.get("levels", {}).items()},
         )
     except KeyError as err:
         raise ValueError(f"{source}: missing field {err.args[0]!r}") from None
@@ -316,3 +339,29 @@ def linear_scheme(states: Sequence[str], open_states: Sequence[str], rates: Mapp
         T.append(Transition(states[i], states[i + 1], f"k{i}{i + 1}"))
         T.append(Transition(states[i + 1], states[i], f"k{i + 1}{i}"))
     return GatingScheme(name, tuple(states), tuple(open_states), tuple(T), dict(rates))
+
+
+def pair_scheme(a: GatingScheme, b: GatingScheme, name: str | None = None) -> GatingScheme:
+    """Two different, independent channels as one scheme: states ``{sa}_{sb}`` (the product chain).
+
+    Rate constants are renamed ``a_k`` and ``b_k``; each transition of ``a`` happens in every state of
+    ``b`` and vice versa; a state's level is the number of open channels (0, 1, 2). Use it as a scheme of
+    2 unit channels (:attr:`GatingScheme.unit_channels`): a two-channel patch is one copy of it.
+    """
+    def renamed(prefix: str, scheme: GatingScheme):
+        known = set(scheme.rates) | set(scheme.derived)
+        def rename(expr: str) -> str:
+            return re.sub(r"[A-Za-z_][A-Za-z_0-9]*", lambda m: prefix + m.group(0) if m.group(0) in known else m.group(0), expr)
+        return ({prefix + k: v for k, v in scheme.rates.items()},
+                {prefix + k: rename(v) for k, v in scheme.derived.items()}, rename)
+
+    rates_a, derived_a, rename_a = renamed("a_", a)
+    rates_b, derived_b, rename_b = renamed("b_", b)
+    states = tuple(f"{sa}_{sb}" for sa in a.states for sb in b.states)
+    T = [Transition(f"{t.source}_{sb}", f"{t.target}_{sb}", rename_a(t.rate), t.binding) for t in a.transitions for sb in b.states]
+    T += [Transition(f"{sa}_{t.source}", f"{sa}_{t.target}", rename_b(t.rate), t.binding) for t in b.transitions for sa in a.states]
+    level = {f"{sa}_{sb}": int(la) + int(lb) for sa, la in zip(a.states, a.state_levels) for sb, lb in zip(b.states, b.state_levels)}
+    opens = tuple(s for s in states if level[s] > 0)
+    return GatingScheme(name or f"pair({a.name}, {b.name})", states, opens, tuple(T), {**rates_a, **rates_b},
+                        {**derived_a, **derived_b}, f"two independent channels: a = {a.name}, b = {b.name}",
+                        levels={s: level[s] for s in opens if level[s] != 1})
