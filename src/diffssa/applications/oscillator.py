@@ -239,16 +239,22 @@ def simulate_features(
     ``batch`` (each with its own key folded from ``key``); a trajectory that exhausts ``max_steps``
     raises :class:`~diffssa.SimulationBudgetError`.
     """
-    key = jax.random.PRNGKey(key) if isinstance(key, (int, np.integer)) else key
     feats, events = [], []
-    for i, start in enumerate(range(0, runs, batch)):
-        size = min(batch, runs - start)
-        sub = {k: (v[start:start + size] if np.ndim(v) else v) for k, v in params.items()}
-        tr = simulate(network, design.times, key=jax.random.fold_in(key, i), runs=size, params=sub,
-                      max_steps=max_steps, differentiable=False, on_exhausted="raise")
+    for tr in _simulate_batches(network, design.times, params, key=key, runs=runs, batch=batch, max_steps=max_steps):
         feats.append(trajectory_features(tr.states, design, network.species_names))
         events.append(np.asarray(tr.events))
     return np.concatenate(feats), np.concatenate(events)
+
+
+def _simulate_batches(network: ReactionNetwork, times, params: dict, *, key, runs: int, batch: int, max_steps: int):
+    """``runs`` exact forward trajectories recorded at ``times``, yielded in batches of ``batch`` (batch
+    ``i`` with key ``fold_in(key, i)``); ``params`` as in :func:`simulate_features`."""
+    key = jax.random.PRNGKey(key) if isinstance(key, (int, np.integer)) else key
+    for i, start in enumerate(range(0, runs, batch)):
+        size = min(batch, runs - start)
+        sub = {k: (v[start:start + size] if np.ndim(v) else v) for k, v in params.items()}
+        yield simulate(network, times, key=jax.random.fold_in(key, i), runs=size, params=sub,
+                       max_steps=max_steps, differentiable=False, on_exhausted="raise")
 
 
 class Metric:
@@ -446,15 +452,8 @@ def design_spectra(
     idx = [network.species_names.index(s) for s in OBSERVED]
 
     def states(params, key, runs):
-        key = jax.random.PRNGKey(key)
-        out = []
-        for i, start in enumerate(range(0, runs, batch)):
-            size = min(batch, runs - start)
-            sub = {k: (v[start:start + size] if np.ndim(v) else v) for k, v in params.items()}
-            tr = simulate(network, union, key=jax.random.fold_in(key, i), runs=size, params=sub,
-                          max_steps=5_000_000, differentiable=False, on_exhausted="raise")
-            out.append(np.asarray(tr.states)[:, :, idx])
-        return np.concatenate(out)
+        return np.concatenate([np.asarray(tr.states)[:, :, idx] for tr in _simulate_batches(
+            network, union, params, key=key, runs=runs, batch=batch, max_steps=5_000_000)])
 
     u = {k: math.log(v) for k, v in TRUE_RATES.items()}
     d = step * np.random.default_rng(seed).choice([-1.0, 1.0], size=(pairs, len(free)))
