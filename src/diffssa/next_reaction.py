@@ -23,6 +23,15 @@ import jax.numpy as jnp
 from jax.extend.random import threefry_2x32
 
 from .model import CompiledNetwork
+from .simulate import (
+    _forward_loop,
+    _initial_carry,
+    _over_devices,
+    _recorded_states,
+    bits_to_uniform,
+    checked_propensities,
+    invalid_rate_constants,
+)
 
 __all__ = ["MAX_CHANNELS", "build_next_reaction_runner"]
 
@@ -32,15 +41,11 @@ MAX_CHANNELS = 2**16 - 2  # channel k draws from stream k + 1 of the trajectory'
 def channel_exponentials(key, channels, counts):
     """Exp(1) draws number ``counts[i]`` of channel ``channels[i]``'s stream; (m,) int arrays -> (m,)."""
     words = jnp.concatenate([counts.astype(jnp.uint32), (channels.astype(jnp.uint32) + 1) << 16])
-    from .simulate import bits_to_uniform
-
     return -jnp.log1p(-bits_to_uniform(threefry_2x32(key, words)[: counts.shape[0]]))
 
 
 def _make_step(compiled: CompiledNetwork, grid, max_steps: int):
     """Single-trajectory step ``(carry, theta) -> (carry, stuck)``: record the next grid row or fire."""
-    from .simulate import checked_propensities
-
     nu = jnp.asarray(compiled.stoichiometry)
     n_grid = grid.shape[0]
 
@@ -79,8 +84,6 @@ def _make_step(compiled: CompiledNetwork, grid, max_steps: int):
 def build_next_reaction_runner(compiled: CompiledNetwork, n_grid: int, max_steps: int, devices: tuple):
     """A jitted ``run(grid, theta (B,P), x0 (B,S), keys (B,2)) -> (states, exhausted, events, None, invalid)``
     (as the direct method's runner)."""
-    from .simulate import _forward_loop, _initial_carry, _over_devices, _recorded_states, invalid_rate_constants
-
     n_reactions = compiled.stoichiometry.shape[0]
 
     def core(grid, theta, x0, keys):
