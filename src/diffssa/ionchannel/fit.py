@@ -549,9 +549,7 @@ def exact_scheme_r2(scheme: GatingScheme, data: Sequence[ReferenceData], rates=N
             pred = predicted_level_density(scheme, d.concentration, d.tres, d.channels, lev, edges, rates)
             p = pred * width
             sim = rng.multinomial(d.counts[lev], p / p.sum(), size=draws) / d.counts[lev] / width
-            ss_res = np.sum((sim - pred) ** 2, axis=1)
-            ss_tot = np.sum((sim - sim.mean(axis=1, keepdims=True)) ** 2, axis=1)
-            out[(d.concentration, lev)] = 1.0 - ss_res / ss_tot
+            out[(d.concentration, lev)] = np.array([r_squared(s, pred) for s in sim])
     return out
 
 

@@ -2,8 +2,9 @@
 
 ``reproduce_glyr``: one scheme and one set of rate constants for the three records: the flip scheme
 (3 binding sites, Burzomato et al. 2004) with a second open state after each open state (16 free
-rates; the plain flip scheme's best exact fit stops at R^2 0.9867 on the 10 uM openings). Steps: (1) a Q-matrix reference fit (exact HJC densities, least
-squares; :func:`.fit.reference_fit`) from a generic starting guess; (2) the simulation-based fit:
+rates; the plain flip scheme's best exact fit stops at R^2 0.9867 on the 10 uM openings). Steps:
+(1) a Q-matrix reference fit (exact HJC densities, least squares; :func:`.fit.reference_fit`) from a
+generic starting guess; (2) the simulation-based fit:
 Adam on log rate constants with gradients through the exact simulator (score-function estimator,
 :class:`.fit.SimulationLoss`), started from the reference rates or, for a recovery experiment
 (``perturb`` > 1), from them multiplied or divided by ``perturb`` (fixed seed); (3) R^2 of both fits
@@ -61,8 +62,9 @@ GLYR_START = {"kon": 2.0, "koff": 2000.0, "kfon": 50.0, "kfoff": 300.0, "f1": 10
               "g1": 3000.0, "b1": 5000.0, "a1": 1500.0, "g2": 3000.0, "b2": 20000.0, "a2": 1500.0,
               "g3": 3000.0, "b3": 45000.0, "a3": 1500.0, "p": 300.0, "q": 2000.0}
 # a second start: the plain flip scheme's rates from an exploratory Nelder-Mead fit of the binned HJC
-# likelihood from GLYR_START (20 min, not rerun here), rounded to two digits, and the generic p, q; least squares from GLYR_START alone stops in a worse basin
-# (AF* closing at 5600/s, unflipping of A3F near 0; sum of 1 - R^2 0.065 against 0.051 from here)
+# likelihood from GLYR_START (20 min, not rerun here), rounded to two digits, and the generic p, q; for
+# the plain scheme, least squares from GLYR_START alone stopped in a worse basin (AF* closing at
+# 5600/s, unflipping of A3F near 0; sum of 1 - R^2 0.065 against 0.051 from here)
 GLYR_START_2 = {"kon": 0.72, "koff": 330.0, "kfon": 400.0, "kfoff": 4200.0, "f1": 58.0,
                 "g1": 8200.0, "b1": 3400.0, "a1": 490.0, "g2": 17000.0, "b2": 40000.0, "a2": 3800.0,
                 "g3": 14000.0, "b3": 140000.0, "a3": 5000.0, "p": 300.0, "q": 2000.0}
@@ -112,22 +114,21 @@ GLYR_R2_GOAL = 0.987  # issue 6 (the paper's figure), on every record, open and 
 def _noise_table(draws: dict, observed: dict) -> dict:
     """Counting-noise R^2 of an exact scheme per record and level: median, 5% quantile, P(R^2 >= goal),
     and where the observed R^2 falls (P(R^2 <= observed))."""
-    out = {}
-    for (c, lev), r2 in sorted(draws.items()):
-        out.setdefault(f"{c:g}uM", {})["shut" if lev == 0 else "open"] = {
-            "median": round(float(np.median(r2)), 4), "q05": round(float(np.quantile(r2, 0.05)), 4),
-            "p_goal": round(float(np.mean(r2 >= GLYR_R2_GOAL)), 3),
-            "p_below_observed": round(float(np.mean(r2 <= observed[(c, lev)])), 3)}
-    return out
+    stats = {key: {"median": round(float(np.median(r2)), 4), "q05": round(float(np.quantile(r2, 0.05)), 4),
+                   "p_goal": round(float(np.mean(r2 >= GLYR_R2_GOAL)), 3),
+                   "p_below_observed": round(float(np.mean(r2 <= observed[key])), 3)}
+             for key, r2 in draws.items()}
+    return _r2_table(stats, value=lambda v: v)
 
 
-def _r2_table(r2: dict, channels: int = 1) -> dict:
-    """{(conc, level): r2} -> {"10uM": {"open": .., "shut": ..}} (one channel) or levels."""
+def _r2_table(r2: dict, channels: int = 1, value=lambda v: round(float(v), 4)) -> dict:
+    """{(conc, level): r2} -> {"10uM": {"open": .., "shut": ..}} (one channel) or levels; ``value``
+    formats each entry (default: R^2 rounded to 4 digits)."""
     out = {}
     for (c, lev), v in sorted(r2.items()):
         name = f"{c:g}uM" if channels == 1 else "sctrace-test2"
         key = ("shut" if lev == 0 else "open") if channels == 1 else f"level{lev}"
-        out.setdefault(name, {})[key] = round(float(v), 4)
+        out.setdefault(name, {})[key] = value(v)
     return out
 
 
