@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from diffssa.ionchannel.fit import (
+    ReferenceData,
     Target,
     Scale,
     SimulationLoss,
@@ -287,6 +288,23 @@ def test_simulated_records_match_the_exact_densities():
     assert r2[1] > 0.95 and r2[0] > 0.95, r2
     p = pinf(THREE.q_matrix(1.0))
     assert abs(occupancy[1] - p[2]) < 0.05
+
+
+def test_simulated_pair_of_different_channels_matches_its_exact_level_densities():
+    """Two different channels (pair_scheme, one copy for a 2-channel patch): simulated records read the
+    level of each product state (0, 1, 2) and match the exact HJC densities and occupancies."""
+    b = linear_scheme(["C2", "C1", "O"], ["O"], {"k01": 50.0, "k10": 300.0, "k12": 3000.0, "k21": 900.0})
+    pair = pair_scheme(THREE, b)
+    tres = 0.05
+    dwells, occupancy = simulate_dwells(pair, 1.0, tres, duration=8000.0, chains=8, h=0.005, window=100.0, seed=3,
+                                        channels=2)
+    assert set(dwells.by_level) == {0, 1, 2}
+    edges = log_bins(tres, 20.0, 10)
+    exact = ReferenceData(1.0, tres, 2, {lev: (edges, predicted_level_density(pair, 1.0, tres, 2, lev, edges))
+                                         for lev in (0, 1)})
+    r2 = simulated_r2(exact, dwells)
+    assert r2[0] > 0.95 and r2[1] > 0.95, r2
+    np.testing.assert_allclose(occupancy, predicted_occupancy(pair, 1.0, 2), atol=0.05)
 
 
 def test_simulation_loss_gradient_is_finite_and_the_data_optimum_is_lower():
