@@ -237,7 +237,7 @@ def make_gradient(spec, runs):
 
     def sim(params, key):
         return simulate(net, grid, key=key, runs=runs, params=params, max_steps=spec["max_steps"],
-                        differentiable=True, on_exhausted="ignore")
+                        estimator="thinning", on_exhausted="ignore")
 
     def loss(params, key):
         res = sim(params, key)

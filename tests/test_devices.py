@@ -35,13 +35,15 @@ def forward_and_gradient():
     grid = np.linspace(0.0, 5.0, 6)
     forward = simulate(net, grid, key=3, runs=7)
 
-    def loss(params):
-        return jnp.mean(simulate(net, grid, key=4, runs=7, params=params).states[:, -1, 0])
+    def loss(params, estimator):
+        return jnp.mean(simulate(net, grid, key=4, runs=7, params=params, estimator=estimator).states[:, -1, 0])
 
-    value, grad = jax.value_and_grad(loss)({"k1": 0.001, "k2": 0.01})
+    results = [np.asarray(forward.states), np.asarray(forward.events)]
+    for estimator in ("pairs", "thinning"):  # the default (pairs) and a surrogate's scan
+        value, grad = jax.value_and_grad(loss)({"k1": 0.001, "k2": 0.01}, estimator)
+        results += [np.asarray(value), np.asarray(grad["k1"]), np.asarray(grad["k2"])]
     coupled = simulate(net, grid, key=5, runs=7, method="next-reaction")
-    return (np.asarray(forward.states), np.asarray(forward.events), np.asarray(value),
-            np.asarray(grad["k1"]), np.asarray(grad["k2"]), np.asarray(coupled.states))
+    return (*results, np.asarray(coupled.states))
 
 
 def test_suite_runs_on_two_cpu_devices():
@@ -76,20 +78,20 @@ def test_batch_slices_of_the_differentiable_path_change_nothing(monkeypatch):
     """11 runs in slices of 4 (padded to 12 on each of the 2 devices' shares) against one slice."""
     import importlib
 
-    sim = importlib.import_module("diffssa.simulate")
+    engine = importlib.import_module("diffssa.engine")
 
     def value_and_grad():
         net = dimerization(p0=30)  # a fresh network: its compiled runners are not cached yet
 
         def loss(params):
-            tr = simulate(net, [1.0, 3.0], key=2, runs=11, params=params)
+            tr = simulate(net, [1.0, 3.0], key=2, runs=11, params=params, estimator="thinning")
             return jnp.sum(tr.states[:, :, 0]), tr.states
 
         (_, states), grad = jax.value_and_grad(loss, has_aux=True)({"k1": 0.001, "k2": 0.01})
         return np.asarray(states), np.asarray(grad["k1"]), np.asarray(grad["k2"])
 
     whole = value_and_grad()
-    monkeypatch.setattr(sim, "BATCH_SLICE", 4)
+    monkeypatch.setattr(engine, "BATCH_SLICE", 4)
     sliced = value_and_grad()
     for a, b in zip(whole, sliced):
         np.testing.assert_allclose(a, b, rtol=1e-5)

@@ -48,7 +48,7 @@ def test_common_reaction_paths_make_finite_differences_less_noisy():
 def test_refusals_name_the_problem():
     net = immigration_death()
     with pytest.raises(ValueError, match="forward only"):
-        simulate(net, [1.0], key=0, method="next-reaction", differentiable=True)
+        simulate(net, [1.0], key=0, method="next-reaction", estimator="thinning")
     with pytest.raises(ValueError, match="method must be"):
         simulate(net, [1.0], key=0, method="tau-leap")
     with_event = ReactionNetwork(net.species, net.parameters, net.reactions, events=[Event("geq(time, 1)", {"X": 0})])

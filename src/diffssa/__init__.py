@@ -1,8 +1,20 @@
 """diffssa: exact, batched and differentiable stochastic simulation of reaction networks in JAX."""
 
 from .devices import use_cpu_cores
-from .estimators import DIRECT, DIRECT_RELAXED, ESTIMATORS, SCORE, THINNING, THINNING_GUMBEL, Estimator
-from .gradients import GradCheck, estimate_gradient, gradcheck
+from .estimators import (
+    DIRECT,
+    DIRECT_RELAXED,
+    ESTIMATORS,
+    PAIRS,
+    SCORE,
+    THINNING,
+    THINNING_GUMBEL,
+    Estimator,
+    PoissonPairs,
+    ScoreFunction,
+    Surrogate,
+)
+from .gradients import BiasWarning, GradCheck, GradientEstimate, estimate_gradient, gradcheck
 from .model import CompiledNetwork, Event, MassAction, Propensity, Reaction, ReactionNetwork
 from .language import format_network, load_network, parse_network
 from .sbml import SBMLError, load_sbml, write_sbml

@@ -88,7 +88,7 @@ def finite_difference_gradient(
         for shifted in (value + step, value - step):
             tr = simulate(
                 network, times, key=key, runs=runs, params={**base, name: shifted},
-                max_steps=max_steps, differentiable=False, on_exhausted="raise", method=method,
+                max_steps=max_steps, estimator=None, on_exhausted="raise", method=method,
             )
             sides.append(np.asarray(observable(tr.states), dtype=np.float64))
         if sides[0].ndim not in (1, 2) or sides[0].shape[0] != runs:

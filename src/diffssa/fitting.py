@@ -15,7 +15,8 @@ import numpy as np
 import optax
 from tqdm.auto import tqdm
 
-from .simulate import Trajectories, _as_key
+from .rng import as_key
+from .trajectories import Trajectories
 
 __all__ = ["FitResult", "fit", "moment_loss"]
 
@@ -32,15 +33,19 @@ def moment_loss(trajectories: Trajectories, species: str, target_mean, target_sd
     """Mean squared standardised error of the mean (and SD) time course of one species.
 
     ``target_mean``, ``target_sd``: (T,) exact or observed moments on the trajectories' grid. Errors
-    are divided by ``max(target_sd, 1)`` so every time point weighs alike whatever its scale.
+    are divided by ``max(target_sd, 1)`` so every time point weighs alike whatever its scale. The
+    moments come from :meth:`Trajectories.mean` and :meth:`Trajectories.sd`, whose derivatives are
+    the estimator's own for the first and second moments (unbiased under the pairs and score-function
+    estimators).
     """
-    x = trajectories[species]  # (B, T)
-    target_mean = jnp.asarray(target_mean, x.dtype)
-    scale = jnp.maximum(jnp.asarray(target_sd, x.dtype), 1.0) if target_sd is not None else 1.0
-    loss = jnp.mean(((jnp.mean(x, axis=0) - target_mean) / scale) ** 2)
+    index = trajectories.index(species)
+    mean = trajectories.mean()[:, index]
+    target_mean = jnp.asarray(target_mean, mean.dtype)
+    scale = jnp.maximum(jnp.asarray(target_sd, mean.dtype), 1.0) if target_sd is not None else 1.0
+    loss = jnp.mean(((mean - target_mean) / scale) ** 2)
     if target_sd is not None:
-        sd = jnp.std(x, axis=0, ddof=1)
-        loss = loss + jnp.mean(((sd - jnp.asarray(target_sd, x.dtype)) / scale) ** 2)
+        sd = trajectories.sd()[:, index]
+        loss = loss + jnp.mean(((sd - jnp.asarray(target_sd, mean.dtype)) / scale) ** 2)
     return loss
 
 
@@ -79,7 +84,7 @@ def fit(
         updates, state = optimizer.update(grads, state, u)
         return optax.apply_updates(u, updates), state, value
 
-    key = _as_key(key)
+    key = as_key(key)
     losses, history = [], {k: [] for k in initial}
     bar = tqdm(range(steps), desc=description, disable=not progress, leave=False, mininterval=1.0)
     for i in bar:
@@ -87,6 +92,11 @@ def fit(
             history[k].append(float(v))
         u, state, value = update(u, state, jax.random.fold_in(key, i))
         losses.append(float(value))
+        if not np.isfinite(losses[-1]) or not all(np.all(np.isfinite(np.asarray(v))) for v in u.values()):
+            raise FloatingPointError(
+                f"{description}: the loss or the parameters became NaN or infinite at step {i} (loss "
+                f"{losses[-1]}); a simulation warning above names the cause if one was found (an invalid "
+                "kinetic law, an exhausted step budget), else lower the learning rate")
         bar.set_postfix(loss=f"{losses[-1]:.4g}", refresh=False)
         if average_last and i >= steps - average_last:
             total = u if i == steps - average_last else jax.tree_util.tree_map(jnp.add, total, u)

@@ -1,17 +1,20 @@
 """Gradients of expected observables, with per-trajectory standard errors.
 
-Surrogate estimators (straight-through, Gumbel-softmax) differentiate the trajectories themselves.
-The score-function estimator differentiates the path log-likelihood instead:
-``d E[X(t)] / d theta = E[(X(t) - b) d log L(t) / d theta]`` with ``L(t)`` the likelihood of the path up
-to ``t`` and ``b`` the leave-one-out mean of ``X(t)`` over the batch (a baseline that keeps it unbiased).
-
 The per-trajectory trick: each trajectory gets its own copy of the parameters (a (B,) array), so
-one backward pass of ``sum_b X_b(t)`` yields every trajectory's own gradient ``d X_b(t) / d theta_b``.
-Their mean is the gradient estimate and their spread gives its standard error.
+one backward pass of ``sum_b X_b(t)`` yields every trajectory's own gradient ``d X_b(t) / d theta_b``
+(whatever the estimator: a surrogate's pathwise derivative, the pairs' weighted differences, or the
+score function's ``(X_b - b) d log L_b``). Their mean is the gradient estimate and their spread gives
+its standard error.
+
+Every result says which estimator made it and whether that estimator is unbiased. A biased one
+(a surrogate) is checked where a check is cheap: against the master equation when the state space is
+small, else against the unbiased pairs estimator on a pilot batch; a disagreement is warned about
+(:class:`BiasWarning`) and recorded in the result.
 """
 
 from __future__ import annotations
 
+import warnings
 from typing import Mapping, NamedTuple, Sequence
 
 import jax
@@ -20,9 +23,18 @@ import numpy as np
 
 from .estimators import Estimator, get_estimator
 from .model import ReactionNetwork
-from .simulate import SimulationBudgetError, _as_key, simulate
+from .rng import as_key
+from .simulate import report_problems, simulate
 
-__all__ = ["GradientEstimate", "estimate_gradient", "GradCheck", "GradCheckRow", "gradcheck"]
+__all__ = ["GradientEstimate", "BiasWarning", "estimate_gradient", "GradCheck", "GradCheckRow", "gradcheck"]
+
+CHECK_MAX_STATES = 500  # master-equation checks of biased estimators up to this many states (seconds)
+CHECK_PILOT_RUNS = 2_000  # otherwise: the unbiased pairs estimator on this many trajectories
+CHECK_Z = 4.0  # a disagreement is reported beyond |z| = 4 and 3% relative
+
+
+class BiasWarning(UserWarning):
+    """A biased gradient estimator disagrees with an exact or unbiased check."""
 
 
 class GradientEstimate(NamedTuple):
@@ -33,6 +45,8 @@ class GradientEstimate(NamedTuple):
         error (sample SD of the per-trajectory gradients / sqrt(runs)).
     per_run_sd: parameter name -> (T,) SD of the per-trajectory gradients (the estimator's noise).
     runs: number of trajectories.
+    estimator: the estimator's name (``"auto"`` resolved); unbiased: whether it is.
+    check: for a biased estimator, what it was checked against and the outcome (None: not checked).
     """
 
     times: np.ndarray
@@ -42,6 +56,9 @@ class GradientEstimate(NamedTuple):
     stderr: dict[str, np.ndarray]
     per_run_sd: dict[str, np.ndarray]
     runs: int
+    estimator: str = "pairs"
+    unbiased: bool = True
+    check: str | None = None
 
 
 def estimate_gradient(
@@ -53,41 +70,41 @@ def estimate_gradient(
     key,
     runs: int,
     params: Mapping[str, float] | None = None,
-    estimator: Estimator | str = "thinning",
+    estimator: Estimator | str = "auto",
     max_steps: int = 10_000,
     batch_size: int = 10_000,
     chunk: int | None = None,
+    check: bool = True,
 ) -> GradientEstimate:
-    """Estimate E[species(t)] and its gradient in the parameters ``wrt`` with a surrogate estimator.
+    """Estimate E[species(t)] and its gradient in the parameters ``wrt``.
 
     Runs ``runs`` trajectories in batches of ``batch_size`` (each batch with its own key folded from
-    ``key``). Raises ``ValueError`` for unknown species or parameter names.
+    ``key``). ``estimator``: see :func:`diffssa.simulate` (default ``"auto"``: unbiased). ``check``:
+    check a biased estimator where that is cheap (see the module) and warn if it disagrees. Raises
+    ``ValueError`` for unknown species or parameter names or a kinetic law that goes negative,
+    ``SimulationBudgetError`` if trajectories (or pairs) run out of ``max_steps``.
     """
     wrt = list(wrt)
     network.check_parameter_names(wrt)
     network.check_species_name(species)
+    est = get_estimator(estimator, network)
     base = network.parameter_values(params)
     index = network.species_names.index(species)
-    key = _as_key(key)
-
-    score = get_estimator(estimator).choice == "score-function"
+    key = as_key(key)
 
     def per_run(theta, batch_key, size):
         def total(theta):
             values = {name: theta[name] for name in wrt}
             tr = simulate(
                 network, times, key=batch_key, runs=size, params={**base, **values},
-                estimator=estimator, max_steps=max_steps, chunk=chunk, differentiable=True, on_exhausted="ignore",
+                estimator=est, max_steps=max_steps, chunk=chunk, on_exhausted="ignore",
             )
-            x = tr.states[:, :, index]  # (B, T)
-            differentiated = tr.log_likelihood if score else x
-            return jnp.sum(differentiated, axis=0), (x, jnp.sum(tr.exhausted))
+            x = tr.states[:, :, index]  # (B, T), its derivative the estimator's per-run derivative
+            pair_exhausted = tr.pairs.exhausted if tr.pairs is not None else jnp.zeros_like(tr.invalid)
+            return jnp.sum(x, axis=0), (x, tr.invalid, tr.exhausted, pair_exhausted)
 
-        jac, (x, exhausted) = jax.jacrev(total, has_aux=True)(theta)
-        if score:  # (x - leave-one-out mean) * d log L: unbiased, with the baseline reducing variance
-            baseline = (jnp.sum(x, axis=0) - x) / (size - 1)
-            jac = {name: j * (x - baseline).T for name, j in jac.items()}
-        return x, jac, exhausted  # x (B, T); jac[name] (T, B)
+        jac, aux = jax.jacrev(total, has_aux=True)(theta)
+        return aux, jac  # x (B, T); jac[name] (T, B)
 
     per_run = jax.jit(per_run, static_argnums=2)
     values, grads = [], {name: [] for name in wrt}
@@ -95,12 +112,10 @@ def estimate_gradient(
     while done < runs:
         size = min(batch_size, runs - done)
         theta = {name: jnp.full((size,), base[name], jnp.float32) for name in wrt}
-        x, jac, exhausted = per_run(theta, jax.random.fold_in(key, batch), size)
-        if int(exhausted):
-            raise SimulationBudgetError(
-                f"{int(exhausted)} of {size} trajectories ran out of max_steps={max_steps}; raise max_steps"
-            )
-        values.append(np.asarray(x))
+        (x, invalid, exhausted, pair_exhausted), jac = per_run(theta, jax.random.fold_in(key, batch), size)
+        report_problems(invalid, exhausted, pair_exhausted, network.compile().reactions, max_steps)
+        x = np.asarray(x)
+        values.append(x)
         for name in wrt:
             grads[name].append(np.asarray(jac[name]).T)
         done += size
@@ -108,7 +123,7 @@ def estimate_gradient(
     x = np.concatenate(values)
     g = {name: np.concatenate(v) for name, v in grads.items()}
     sqrt_n = np.sqrt(runs)
-    return GradientEstimate(
+    result = GradientEstimate(
         times=np.asarray(times, dtype=np.float64),
         value=x.mean(axis=0),
         value_stderr=x.std(axis=0, ddof=1) / sqrt_n,
@@ -116,7 +131,51 @@ def estimate_gradient(
         stderr={name: v.std(axis=0, ddof=1) / sqrt_n for name, v in g.items()},
         per_run_sd={name: v.std(axis=0, ddof=1) for name, v in g.items()},
         runs=runs,
+        estimator=est.name,
+        unbiased=est.unbiased,
     )
+    if check and not est.unbiased:
+        result = result._replace(check=_check_biased(network, times, species, wrt, result, key=key, params=params,
+                                                     max_steps=max_steps))
+    return result
+
+
+def _check_biased(network, times, species, wrt, result: GradientEstimate, *, key, params, max_steps) -> str:
+    """Compare a biased estimate with the master equation (small state spaces) or a pilot of the
+    unbiased pairs estimator; warn (:class:`BiasWarning`) where they disagree beyond |z| = 4 and 3%."""
+    from .cme import solve_cme
+
+    try:
+        solution = solve_cme(network, np.atleast_1d(times), params, max_states=CHECK_MAX_STATES)
+        index = solution.species.index(species)
+        reference = {p: (solution.mean_gradient[:, index, solution.parameter_names.index(p)], 0.0) for p in wrt}
+        source = f"master equation ({len(solution.states)} states)"
+    except ValueError:
+        if network.events:
+            return "not checked: the network has events and its state space is not small"
+        pilot = estimate_gradient(network, times, species, wrt, key=jax.random.fold_in(key, 2**31 - 1),
+                                  runs=min(result.runs, CHECK_PILOT_RUNS), params=params, estimator="pairs",
+                                  max_steps=max_steps, check=False)
+        reference = {p: (pilot.gradient[p], pilot.stderr[p]) for p in wrt}
+        source = f"the unbiased pairs estimator on {pilot.runs} trajectories"
+    worst = None
+    for p in wrt:
+        exact, exact_se = reference[p]
+        se = np.sqrt(result.stderr[p] ** 2 + np.asarray(exact_se) ** 2)
+        z = (result.gradient[p] - exact) / np.where(se > 0, se, np.inf)
+        relative = np.abs(result.gradient[p] - exact) / np.maximum(np.abs(exact), 1e-30)
+        bad = (np.abs(z) > CHECK_Z) & (relative > 0.03)
+        for i in np.flatnonzero(bad):
+            if worst is None or abs(z[i]) > abs(worst[3]):
+                worst = (p, float(result.times[i]), float(relative[i]), float(z[i]), float(result.gradient[p][i]),
+                         float(np.asarray(exact)[i]))
+    if worst is None:
+        return f"checked against {source}: agrees (|z| <= {CHECK_Z:g} or within 3%)"
+    p, t, relative, z, estimate, exact = worst
+    message = (f"the biased estimator {result.estimator!r} disagrees with {source}: d E[{species}(t={t:g})] / d {p} "
+               f"= {estimate:.5g} vs {exact:.5g} ({relative:.1%} off, z = {z:+.1f}); use estimator='auto' (unbiased)")
+    warnings.warn(message, BiasWarning, stacklevel=3)
+    return "disagrees: " + message
 
 
 class GradCheckRow(NamedTuple):
@@ -160,7 +219,8 @@ def gradcheck(
     *,
     key,
     runs: int = 10_000,
-    estimators: Sequence[str] = ("thinning", "thinning-gumbel", "direct", "score-function", "finite-difference"),
+    estimators: Sequence[str] = ("pairs", "thinning", "thinning-gumbel", "direct", "score-function",
+                                 "finite-difference"),
     max_steps: int = 10_000,
     max_states: int = 20_000,
 ) -> GradCheck:
@@ -190,7 +250,7 @@ def gradcheck(
             results = {p: (fd[p].gradient, fd[p].stderr, fd[p].stderr * np.sqrt(runs)) for p in wrt}
         else:
             est = estimate_gradient(network, times, species, wrt, key=key, runs=runs, estimator=name,
-                                    max_steps=max_steps)
+                                    max_steps=max_steps, check=False)
             results = {p: (est.gradient[p], est.stderr[p], est.per_run_sd[p]) for p in wrt}
         for p in wrt:
             g, se, sd = (np.atleast_1d(np.asarray(v, dtype=np.float64)) for v in results[p])

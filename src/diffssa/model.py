@@ -130,6 +130,11 @@ class CompiledNetwork(NamedTuple):
     law is this times a count factor that is finite and >= 0, so it is negative or non-finite only if
     its rate constant is (the simulator checks these once per call, custom laws at every step).
     ``reactions``: (R,) reaction labels for messages.
+    ``intensities(x, theta)``: (R,) the mass-action count factors ``V**(1 - order) prod_s C(x_s, n_s)``
+    (a mass-action law divided by its rate constant, so it is positive wherever the reaction can fire,
+    whatever the rate constant) and the custom laws as written: where gradient estimators sample the
+    reactions' activity (:mod:`diffssa.pairs`).
+    ``reads``: (R,) for each reaction the parameter names its law reads (every parameter for a callable law).
     """
 
     species: tuple[str, ...]
@@ -140,6 +145,8 @@ class CompiledNetwork(NamedTuple):
     rate_constants: Callable
     reactions: tuple[str, ...]
     events: tuple  # the network's Event objects (compiled by diffssa.events)
+    intensities: Callable
+    reads: tuple[frozenset[str], ...]
     cache: dict  # jitted simulators built for this network, keyed by their configuration
 
     def propensities(self, x, theta):
@@ -378,26 +385,45 @@ def _compile(net: ReactionNetwork) -> CompiledNetwork:
             k = jnp.stack([jnp.asarray(evaluate(e, env_p), dtype=theta.dtype) for e in rate_exprs])
         return k * volume_factor
 
-    def laws(x, theta):
+    def count_factors(x):
+        """(Rm,) prod_s C(x_s, n_s) of the mass-action reactions."""
+        xr = x[idx]  # (Rm, width)
+        comb = jnp.ones_like(xr)
+        for i in range(max_coef):  # falling factorial x (x-1) ... (x-n+1): >= 0 for counts x >= 0
+            comb = comb * jnp.where(coef > i, xr - i, 1.0)
+        return jnp.prod(comb * inv_factorial, axis=1)
+
+    def custom_values(x, theta):
         env_p = {p: theta[i] for i, p in enumerate(params)}
-        parts = []
-        if mass_action:
-            xr = x[idx]  # (Rm, width)
-            comb = jnp.ones_like(xr)
-            for i in range(max_coef):  # falling factorial x (x-1) ... (x-n+1): >= 0 for counts x >= 0
-                comb = comb * jnp.where(coef > i, xr - i, 1.0)
-            parts.append(rate_constants(theta) * jnp.prod(comb * inv_factorial, axis=1))
-        if custom:
-            env_x = {s: x[i] for i, s in enumerate(species)}
-            values = []
-            for law in custom_laws:
-                v = law(env_x, env_p) if callable(law) else evaluate(law, {**env_x, **env_p})
-                values.append(jnp.broadcast_to(jnp.asarray(v, dtype=x.dtype), ()))
-            # a custom law never fires without its reactants (counts cannot go negative)
-            parts.append(jnp.where(jnp.all(x[custom_idx] >= custom_need, axis=1), jnp.stack(values), 0.0))
+        env_x = {s: x[i] for i, s in enumerate(species)}
+        values = []
+        for law in custom_laws:
+            v = law(env_x, env_p) if callable(law) else evaluate(law, {**env_x, **env_p})
+            values.append(jnp.broadcast_to(jnp.asarray(v, dtype=x.dtype), ()))
+        # a custom law never fires without its reactants (counts cannot go negative)
+        return jnp.where(jnp.all(x[custom_idx] >= custom_need, axis=1), jnp.stack(values), 0.0)
+
+    def in_reaction_order(parts):
         a = jnp.concatenate(parts) if len(parts) > 1 else parts[0]
         return a[order] if custom and mass_action else a
 
+    def laws(x, theta):
+        parts = [rate_constants(theta) * count_factors(x)] if mass_action else []
+        return in_reaction_order(parts + ([custom_values(x, theta)] if custom else []))
+
+    def intensities(x, theta):
+        parts = [volume_factor * count_factors(x)] if mass_action else []
+        return in_reaction_order(parts + ([custom_values(x, theta)] if custom else []))
+
     labels = tuple(_reaction_label(j, r) for j, r in enumerate(net.reactions))
     return CompiledNetwork(species, params, net.stoichiometry.astype(np.float32), laws,
-                           np.array(mass_action, dtype=np.int32), rate_constants, labels, net.events, {})
+                           np.array(mass_action, dtype=np.int32), rate_constants, labels, net.events,
+                           intensities, tuple(_parameters_read(r, params) for r in net.reactions), {})
+
+
+def _parameters_read(reaction: Reaction, params: tuple[str, ...]) -> frozenset[str]:
+    """The parameters a reaction's kinetic law reads (all of them for a callable law)."""
+    law = reaction.law.rate if isinstance(reaction.law, MassAction) else reaction.law.law
+    if callable(law):
+        return frozenset(params)
+    return frozenset(symbols(law)) & frozenset(params)

@@ -22,16 +22,16 @@ import jax
 import jax.numpy as jnp
 from jax.extend.random import threefry_2x32
 
-from .model import CompiledNetwork
-from .simulate import (
-    _forward_loop,
-    _initial_carry,
-    _over_devices,
-    _recorded_states,
-    bits_to_uniform,
+from .engine import (
     checked_propensities,
+    forward_loop,
+    initial_carry,
     invalid_rate_constants,
+    over_devices,
+    recorded_states,
 )
+from .model import CompiledNetwork
+from .rng import bits_to_uniform
 
 __all__ = ["MAX_CHANNELS", "build_next_reaction_runner"]
 
@@ -50,11 +50,12 @@ def _make_step(compiled: CompiledNetwork, grid, max_steps: int):
     n_grid = grid.shape[0]
 
     def step(c, theta):
+        remaining, fired = c.engine
         active = c.r < n_grid
         row = jnp.minimum(c.r, n_grid - 1)
-        a, invalid = checked_propensities(compiled, c, theta, active)
+        a, invalid = checked_propensities(compiled, c.x, theta, c.invalid, active)
         positive = a > 0
-        wait = jnp.where(positive, c.remaining / jnp.where(positive, a, 1.0), jnp.inf)
+        wait = jnp.where(positive, remaining / jnp.where(positive, a, 1.0), jnp.inf)
         mu = jnp.argmin(wait)
         tau = wait[mu]
         # compare waiting times with time differences: t + tau can round to t in float32
@@ -62,18 +63,16 @@ def _make_step(compiled: CompiledNetwork, grid, max_steps: int):
         due = active & ~record
         fire = due & (c.n < max_steps)
         buf = c.buf.at[jnp.where(record, row, n_grid)].set(c.x, mode="drop")
-        used = jnp.maximum(c.remaining - jnp.where(positive, a * tau, 0.0), 0.0)
-        count = c.fired[mu] + 1
+        used = jnp.maximum(remaining - jnp.where(positive, a * tau, 0.0), 0.0)
+        count = fired[mu] + 1
         fresh = channel_exponentials(c.key, mu[None], count[None])[0]
-        remaining = jnp.where(fire, used.at[mu].set(fresh), c.remaining)
         new = c._replace(
             x=jnp.where(fire, c.x + nu[mu], c.x),
             t=jnp.where(fire, c.t + tau, c.t),
             n=c.n + fire.astype(c.n.dtype),
             r=c.r + record.astype(c.r.dtype),
             buf=buf,
-            remaining=remaining,
-            fired=jnp.where(fire, c.fired.at[mu].set(count), c.fired),
+            engine=(jnp.where(fire, used.at[mu].set(fresh), remaining), jnp.where(fire, fired.at[mu].set(count), fired)),
             invalid=invalid,
         )
         return new, due & ~fire
@@ -82,19 +81,18 @@ def _make_step(compiled: CompiledNetwork, grid, max_steps: int):
 
 
 def build_next_reaction_runner(compiled: CompiledNetwork, n_grid: int, max_steps: int, devices: tuple):
-    """A jitted ``run(grid, theta (B,P), x0 (B,S), keys (B,2)) -> (states, exhausted, events, None, invalid)``
-    (as the direct method's runner)."""
+    """A jitted ``run(grid, theta (B,P), x0 (B,S), keys (B,2), None) -> (states, exhausted, events, invalid,
+    ())`` (as the direct method's runner, with no estimator state)."""
     n_reactions = compiled.stoichiometry.shape[0]
 
-    def core(grid, theta, x0, keys):
+    def core(grid, theta, x0, keys, state0):
         channels = jnp.arange(n_reactions)
         first = jax.vmap(lambda k: channel_exponentials(k, channels, jnp.zeros_like(channels)))(keys)
-        carry = _initial_carry(x0, keys, n_grid, remaining=first,
-                               fired=jnp.zeros((x0.shape[0], n_reactions), jnp.int32),
-                               invalid=invalid_rate_constants(compiled, theta))
+        carry = initial_carry(x0, keys, n_grid, engine=(first, jnp.zeros((x0.shape[0], n_reactions), jnp.int32)),
+                              invalid=invalid_rate_constants(compiled, theta))
         step = jax.vmap(_make_step(compiled, grid, max_steps))
-        carry = _forward_loop(step, carry, theta, n_grid)
-        states, exhausted = _recorded_states(carry, n_grid)
-        return states, exhausted, carry.n, None, carry.invalid
+        carry = forward_loop(step, carry, theta, n_grid)
+        states, exhausted = recorded_states(carry, n_grid)
+        return states, exhausted, carry.n, carry.invalid, ()
 
-    return jax.jit(_over_devices(core, devices))
+    return jax.jit(over_devices(core, devices))

@@ -254,7 +254,7 @@ def _simulate_batches(network: ReactionNetwork, times, params: dict, *, key, run
         size = min(batch, runs - start)
         sub = {k: (v[start:start + size] if np.ndim(v) else v) for k, v in params.items()}
         yield simulate(network, times, key=jax.random.fold_in(key, i), runs=size, params=sub,
-                       max_steps=max_steps, differentiable=False, on_exhausted="raise")
+                       max_steps=max_steps, estimator=None, on_exhausted="raise")
 
 
 class Metric:

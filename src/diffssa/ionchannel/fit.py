@@ -253,7 +253,7 @@ class SimulationLoss:
         # one device: the histograms below are a host callback, and XLA's CPU collectives between
         # devices and a callback inside jit deadlocked (seen with two CPU devices)
         tr = simulate(self.network, times, key=key, runs=batch, params=params, max_steps=scale.max_steps,
-                      on_exhausted="ignore", differentiable=True, estimator="score-function",
+                      on_exhausted="ignore", estimator="score-function",
                       devices=jax.local_devices()[:1])
         states = jax.lax.stop_gradient(jnp.nan_to_num(tr.states))
         x0 = states[:, 0, :][:, self.state_index]  # (B, k): copies of the scheme in each state after INIT

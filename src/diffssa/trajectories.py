@@ -1,0 +1,236 @@
+"""Simulated trajectories on a time grid, and the expectations computed from them.
+
+A :class:`Trajectories` holds the exact counts of every trajectory at every grid time. When the
+simulation ran with traced parameters (inside ``jax.grad``, ``jax.jit`` ...) it also holds what its
+gradient estimator attached, and its expectations differentiate correctly:
+
+* :meth:`Trajectories.expect` (``E[f(X(t))]`` for any function ``f`` of the counts at one time),
+  :meth:`~Trajectories.mean` and :meth:`~Trajectories.sd`: exact for every estimator (the pairs' and
+  the score function's derivatives of ``f`` are of ``f`` itself, not of a linearisation of it);
+* ``states`` itself carries derivatives that are right for anything **linear** in each trajectory's
+  counts (means, weighted sums over trajectories). A nonlinear function of one trajectory's counts
+  (``jnp.std(tr.states, axis=0)``, ``(X - target) ** 2`` per run) differentiated through ``states``
+  is biased under the unbiased estimators: use :meth:`~Trajectories.expect` for those.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+__all__ = ["Trajectories", "PairPaths", "time_grid"]
+
+
+@jax.tree_util.register_pytree_node_class
+class PairPaths:
+    """The coupled pairs of the pairs estimator (:mod:`diffssa.pairs`), P per trajectory.
+
+    weight: (B, P) exactly 0 forward; its derivative is the pair's weight in the integral
+        representation, ``d a_k(x_p) / d theta * Lambda_k / (m h_k(x_p))``.
+    start: (B, P) the time each pair branches off its trajectory; first_row (B, P) int32 the first
+        grid row at or after it.
+    reference, perturbed: (B, P, T, S) the pair's two paths on the grid (the trajectory's state at the
+        branch time, and that state plus one more firing of the pair's reaction), from ``first_row``
+        until they meet (rows outside are 0 in both), or to the last row with ``full_paths``.
+    exhausted: (B,) pairs of each trajectory that ran out of the step budget (their unreached rows
+        are 0: the gradient misses them, and the simulation warned or raised).
+    full_paths: whether the pairs were simulated to the last grid row after meeting.
+    """
+
+    def __init__(self, weight, start, first_row, reference, perturbed, exhausted, full_paths: bool = False):
+        self.weight, self.start, self.first_row = weight, start, first_row
+        self.reference, self.perturbed, self.exhausted, self.full_paths = reference, perturbed, exhausted, full_paths
+
+    def tree_flatten(self):
+        return (self.weight, self.start, self.first_row, self.reference, self.perturbed, self.exhausted), self.full_paths
+
+    @classmethod
+    def tree_unflatten(cls, full_paths, leaves):
+        return cls(*leaves, full_paths)
+
+
+@jax.tree_util.register_pytree_node_class
+class Trajectories:
+    """Simulated trajectories on a time grid.
+
+    Attributes
+    ----------
+    times: (T,) grid times.
+    states: (B, T, S) species counts (float32) after the last event at or before each time.
+    exhausted: (B,) True where the step budget ran out (those rows past the last reached time are NaN).
+    events: (B,) events fired per trajectory (null events of a thinning clock included).
+    species: species names, in the order of the last axis of ``states``.
+    estimator: name of the gradient estimator whose derivatives the trajectories carry
+        (``"exact"``: none).
+    log_likelihood: (B, T) path log-likelihood up to each time, differentiable in the parameters
+        (score-function estimator under tracing, else None).
+    pairs: :class:`PairPaths` (pairs estimator under tracing, else None).
+    invalid: (B,) int32: 1 + the first reaction whose kinetic law was negative or not finite in a
+        state the trajectory reached, else 0 (such trajectories are NaN when the call was traced;
+        untraced, the simulation raised).
+    """
+
+    def __init__(self, times, states, exhausted, events, species, log_likelihood=None, pairs=None,
+                 estimator: str = "exact", invalid=None):
+        self.times, self.states, self.exhausted, self.events = times, states, exhausted, events
+        self.species = tuple(species)
+        self.log_likelihood = log_likelihood
+        self.pairs = pairs
+        self.estimator = estimator
+        self.invalid = jnp.zeros(exhausted.shape, jnp.int32) if invalid is None else invalid
+
+    def tree_flatten(self):
+        leaves = (self.times, self.states, self.exhausted, self.events, self.log_likelihood, self.pairs, self.invalid)
+        return leaves, (self.species, self.estimator)
+
+    @classmethod
+    def tree_unflatten(cls, aux, leaves):
+        species, estimator = aux
+        return cls(*leaves[:4], species, leaves[4], leaves[5], estimator, leaves[6])
+
+    def __repr__(self):
+        b, t, s = self.states.shape
+        return f"Trajectories(runs={b}, times={t}, species={self.species}, estimator={self.estimator!r})"
+
+    def index(self, species: str) -> int:
+        try:
+            return self.species.index(species)
+        except ValueError:
+            raise ValueError(f"unknown species {species!r}; known: {', '.join(self.species)}") from None
+
+    def __getitem__(self, species: str):
+        """(B, T) counts of one species."""
+        return self.states[..., self.index(species)]
+
+    # ------------------------------------------------------------ expectations
+    def expect(self, f: Callable | None = None):
+        """``E[f(X(t))]`` at every grid time, averaged over the trajectories: (T, ...).
+
+        ``f`` maps one state, an (S,) count vector, to an array (default: the counts themselves); it
+        is applied at each time separately. Derivatives with respect to traced parameters are those of
+        the simulation's estimator applied to ``f`` itself, so they are unbiased for any ``f`` under
+        the pairs and score-function estimators.
+        """
+        f = f or (lambda x: x)
+        per_time = jax.vmap(jax.vmap(f))  # (B, T, S) -> (B, T, ...)
+        if self.pairs is None and self.log_likelihood is None:
+            return jnp.mean(per_time(self.states), axis=0)  # pathwise (surrogates) or no derivatives
+        exact = jax.lax.stop_gradient(self.states)
+        values = per_time(exact)  # (B, T, ...)
+        total = jnp.mean(values, axis=0)
+        if self.log_likelihood is not None:
+            total = total + jnp.mean(_score_term(self.log_likelihood, values), axis=0)
+        if self.pairs is not None:
+            total = total + jnp.mean(_pair_term(self.pairs, jax.vmap(per_time)), axis=0)
+        return total
+
+    def expect_path(self, f: Callable):
+        """``E[f(path)]`` for a function of a whole recorded path, ``f``: (T, S) -> array.
+
+        Needs, under the pairs estimator, pairs simulated to the end (``PoissonPairs(full_paths=True)``):
+        a functional of several times (an autocorrelation, say) reads the pairs' paths after they meet.
+        """
+        per_run = jax.vmap(f)
+        if self.pairs is None and self.log_likelihood is None:
+            return jnp.mean(per_run(self.states), axis=0)
+        exact = jax.lax.stop_gradient(self.states)
+        values = per_run(exact)
+        total = jnp.mean(values, axis=0)
+        if self.log_likelihood is not None:
+            total = total + jnp.mean(_score_term(self.log_likelihood[:, -1], values), axis=0)
+        if self.pairs is not None:
+            pairs = self.pairs
+            if not pairs.full_paths:
+                raise ValueError("expect_path under the pairs estimator needs pairs simulated to the end: "
+                                 "simulate with estimator=PoissonPairs(full_paths=True)")
+            rows = jnp.arange(exact.shape[1])
+            before = (rows[None, None, :] < pairs.first_row[:, :, None])[..., None]  # (B, P, T, 1)
+            main = exact[:, None]
+            reference = jnp.where(before, main, pairs.reference)
+            perturbed = jnp.where(before, main, pairs.perturbed)
+            both = jax.vmap(per_run)
+            difference = both(perturbed) - both(reference)  # (B, P, ...)
+            weight = pairs.weight.reshape(pairs.weight.shape + (1,) * (difference.ndim - 2))
+            total = total + jnp.mean(jnp.sum(weight * difference, axis=1), axis=0)
+        return total
+
+    def mean(self):
+        """(T, S) mean over runs."""
+        return self.expect()
+
+    def sd(self):
+        """(T, S) standard deviation over runs (n - 1 in the denominator), differentiable exactly
+        through the first and second moments."""
+        runs = self.states.shape[0]
+        first, second = self.expect(), self.expect(jnp.square)
+        variance = (second - first**2) * (runs / (runs - 1) if runs > 1 else 1.0)
+        positive = variance > 0  # sqrt has no derivative at 0 (all runs equal, e.g. at time 0): 0 there
+        return jnp.where(positive, jnp.sqrt(jnp.where(positive, variance, 1.0)), 0.0)
+
+    # ----------------------------------------------------------------- export
+    def summary_table(self) -> dict[str, np.ndarray]:
+        """Columns ``time``, ``<species>-mean``, ``<species>-sd`` (the DSMTS layout)."""
+        states = np.asarray(self.states, dtype=np.float64)
+        mean, sd = states.mean(axis=0), states.std(axis=0, ddof=1 if states.shape[0] > 1 else 0)
+        table = {"time": np.asarray(self.times)}
+        for i, s in enumerate(self.species):
+            table[f"{s}-mean"] = mean[:, i]
+            table[f"{s}-sd"] = sd[:, i]
+        return table
+
+    def to_dataframe(self, summary: bool = True):
+        """A pandas DataFrame: the summary table, or (``summary=False``) one row per run and time."""
+        import pandas as pd
+
+        if summary:
+            return pd.DataFrame(self.summary_table())
+        b, t, _ = self.states.shape
+        states = np.asarray(self.states)
+        frame = {"run": np.repeat(np.arange(b), t), "time": np.tile(np.asarray(self.times), b)}
+        for i, s in enumerate(self.species):
+            frame[s] = states[:, :, i].ravel()
+        return pd.DataFrame(frame)
+
+    def to_csv(self, path, summary: bool = True) -> None:
+        """Write :meth:`to_dataframe` to ``path`` (no index column)."""
+        self.to_dataframe(summary).to_csv(path, index=False)
+
+
+def leave_one_out_mean(values):
+    """(B, ...) -> (B, ...): for each run the mean of the others (NaN rows left out), no gradient."""
+    values = jax.lax.stop_gradient(values)
+    ok = ~jnp.isnan(values)
+    clean = jnp.where(ok, values, 0.0)
+    total, count = jnp.sum(clean, axis=0), jnp.sum(ok, axis=0)
+    return (total - clean) / jnp.maximum(count - ok, 1)
+
+
+def _score_term(log_likelihood, values):
+    """(B, T, ...) ``(log L - stop_gradient(log L)) (f - b)``: 0 forward, the score-function derivative."""
+    centred = jax.lax.stop_gradient(values - leave_one_out_mean(values))
+    score = log_likelihood - jax.lax.stop_gradient(log_likelihood)
+    return score.reshape(score.shape + (1,) * (centred.ndim - score.ndim)) * centred
+
+
+def _pair_term(pairs: PairPaths, per_pair):
+    """(B, T, ...) ``sum_p weight_p (f(perturbed_p) - f(reference_p))`` over the rows where the pair's
+    two paths differ: 0 forward, the pairs estimator's derivative."""
+    differ = jnp.any(pairs.perturbed != pairs.reference, axis=-1)  # (B, P, T)
+    difference = per_pair(pairs.perturbed) - per_pair(pairs.reference)  # (B, P, T, ...)
+    mask = differ.reshape(differ.shape + (1,) * (difference.ndim - 3))
+    difference = jnp.where(mask, difference, 0.0)
+    weight = pairs.weight.reshape(pairs.weight.shape + (1,) * (difference.ndim - 2))
+    return jnp.sum(weight * difference, axis=1)
+
+
+def time_grid(t_end: float, points: int) -> np.ndarray:
+    """``points + 1`` equally spaced times from 0 to ``t_end`` (both included)."""
+    if not (math.isfinite(t_end) and t_end > 0):
+        raise ValueError(f"t_end must be positive and finite, got {t_end!r}")
+    if int(points) != points or points < 1:
+        raise ValueError(f"points must be a positive integer, got {points!r}")
+    return np.linspace(0.0, float(t_end), int(points) + 1, dtype=np.float32)
