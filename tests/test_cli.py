@@ -35,13 +35,16 @@ def test_simulate_is_reproducible_from_the_seed(tmp_path, method):
     assert (tmp_path / "a.csv").read_text() == (tmp_path / "b.csv").read_text()
 
 
-@pytest.mark.parametrize("estimator", ["straight-through", "finite-difference", "score-function"])
+@pytest.mark.parametrize("estimator", ["auto", "straight-through", "finite-difference", "score-function"])
 def test_gradient_prints_one_json_object(capsys, estimator):
     code = main(["gradient", DIMER, "--t-end", "2", "--runs", "2000", "--seed", "1", "--species", "P",
                  "--wrt", "k1,k2", "--estimator", estimator, "--json"])
     assert code == 0
     out = json.loads(capsys.readouterr().out)
-    assert set(out) == {"value", "gradient", "stderr"}
+    assert set(out) == {"value", "gradient", "stderr", "estimator", "unbiased", "check"}
+    assert out["estimator"] == {"auto": "pairs", "straight-through": "thinning"}.get(estimator, estimator)
+    assert out["unbiased"] == (estimator in ("auto", "score-function"))
+    assert (out["check"] is not None) == (estimator == "straight-through")
     assert set(out["gradient"]) == {"k1", "k2"} and set(out["stderr"]) == {"k1", "k2"}
     exact = solve_cme(load_network(DIMER), [2.0])  # E[P(2)] = 83.62, dE/dk1 = -13689, dE/dk2 = 15.4
     assert abs(out["value"] - exact.mean[0, 0]) < 0.5  # SD of P(2) is 3.4: SE 0.08 with 2000 runs

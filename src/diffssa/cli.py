@@ -128,7 +128,8 @@ def cmd_gradient(args) -> int:
         )
         value = _simulate_in_batches(network, times, args.runs, args.seed, args.max_steps)[args.species][:, -1]
         out = {"value": float(np.mean(value)), "gradient": {w: float(fd[w].gradient) for w in wrt},
-               "stderr": {w: float(fd[w].stderr) for w in wrt}}
+               "stderr": {w: float(fd[w].stderr) for w in wrt}, "estimator": "finite-difference",
+               "unbiased": False, "check": None}
     else:
         from .gradients import estimate_gradient
 
@@ -136,13 +137,17 @@ def cmd_gradient(args) -> int:
         est = estimate_gradient(network, times, args.species, wrt, key=args.seed, runs=args.runs,
                                 estimator=name, max_steps=args.max_steps)
         out = {"value": float(est.value[-1]), "gradient": {w: float(est.gradient[w][-1]) for w in wrt},
-               "stderr": {w: float(est.stderr[w][-1]) for w in wrt}}
+               "stderr": {w: float(est.stderr[w][-1]) for w in wrt}, "estimator": est.estimator,
+               "unbiased": est.unbiased, "check": est.check}
     if args.json:
         print(json.dumps(out))
     else:
-        print(f"E[{args.species}({args.t_end:g})] = {out['value']:.6g}")
+        print(f"E[{args.species}({args.t_end:g})] = {out['value']:.6g}   (estimator: {out['estimator']}, "
+              f"{'unbiased' if out['unbiased'] else 'biased'})")
         for w in wrt:
             print(f"  d/d{w} = {out['gradient'][w]:.6g} ± {out['stderr'][w]:.2g}")
+        if out["check"]:
+            print(f"  check: {out['check']}")
     return 0
 
 
@@ -275,12 +280,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--t-end", type=float, required=True, help="observation time T")
     p.add_argument("--species", required=True, help="species X")
     p.add_argument("--wrt", required=True, help="comma-separated parameter names")
-    p.add_argument("--estimator", default="straight-through",
-                   choices=["straight-through", "finite-difference", "score-function", "thinning-gumbel", "direct",
-                            "direct-relaxed"],
-                   help="straight-through (default: thinning clock + propensity straight-through), "
-                        "finite-difference (central, coupled by common reaction paths), score-function "
-                        "(likelihood ratio: unbiased, noisier; use it where counts are 0/1), or a comparison surrogate")
+    p.add_argument("--estimator", default="auto",
+                   choices=["auto", "pairs", "score-function", "finite-difference", "straight-through",
+                            "thinning-gumbel", "direct", "direct-relaxed"],
+                   help="auto (default: the unbiased pairs estimator, or the score function for models with "
+                        "events), pairs, score-function (likelihood ratio: unbiased, noisier), finite-difference "
+                        "(central, coupled by common reaction paths), straight-through (thinning clock + "
+                        "propensity straight-through: biased on 0/1 gene copies, checked and warned), or a "
+                        "comparison surrogate")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_gradient, max_steps=10_000)
 

@@ -354,7 +354,7 @@ def _compile(net: ReactionNetwork) -> CompiledNetwork:
     s_idx = {s: i for i, s in enumerate(species)}
     mass_action = [j for j, r in enumerate(net.reactions) if isinstance(r.law, MassAction)]
     custom = [j for j, r in enumerate(net.reactions) if not isinstance(r.law, MassAction)]
-    order = np.argsort(np.array(mass_action + custom, dtype=np.int64))
+    order = np.argsort(np.array(mass_action + custom, dtype=np.int64)).astype(np.int32)  # int32: also under x64
 
     def reactant_table(rows):
         """(len(rows), width) species indices and coefficients of the reactants, zero-padded."""
