@@ -1,6 +1,7 @@
 """Bias and noise of every gradient estimator against exact derivatives of E[X(t)].
 
 Usage: python benchmarks/gradient_table.py [--runs 40000] [--seed 0] [--markdown FILE]
+       python benchmarks/gradient_table.py --gene-circuits [--runs 40000] [--seed 0] [--markdown FILE]
        python benchmarks/gradient_table.py --oscillator [--runs 4000] [--seed 0] [--markdown FILE]
        python benchmarks/gradient_table.py --coupling [--runs 20000] [--oscillator-runs 1000] [--seed 0]
            [--markdown FILE]
@@ -9,6 +10,9 @@ Prints one JSON object: for each estimator, case, time and parameter, the estima
 d E[X(t)] / d log(theta), the exact value (analytic, or the chemical master equation for
 dimerisation), the relative bias with its standard error, and the per-trajectory SD relative to the
 exact value (the estimator's noise: a gradient from n trajectories has relative SE = that / sqrt(n)).
+
+``--gene-circuits``: the telegraph gene, negative autoregulation and a Hill toggle switch
+(``examples/*.rxn``), every rate at t = 1 and 4, against the master equation.
 
 ``--oscillator``: the Vilar-Kueh-Barkai-Leibler oscillator (9 species, 16 reactions; no exact
 solution), E[A(t)] at t = 1 h and 3 h (the first rise of the activator), against a reference of
@@ -32,20 +36,35 @@ import time
 
 import numpy as np
 
-from diffssa import Estimator, MassAction, Reaction, ReactionNetwork
+from pathlib import Path
+
+from diffssa import MassAction, PoissonPairs, Reaction, ReactionNetwork, ScoreFunction, Surrogate
 from diffssa.cme import solve_cme
 from diffssa.finite_differences import finite_difference_gradient
 from diffssa.gradients import estimate_gradient
+from diffssa.language import load_network
 
+PAIRS_LABEL = "pairs, 4 per reaction (default, unbiased)"
+THINNING_LABEL = "thinning c=1.2 + propensity ST"
+SCORE_LABEL = "score function (likelihood ratio, leave-one-out baseline)"
 ESTIMATORS = {
-    "thinning c=1.2 + propensity ST (default)": Estimator(clock_factor=1.2),
-    "thinning c=1.5 + propensity ST": Estimator(clock_factor=1.5),
-    "thinning c=1.2 + Gumbel-softmax ST T=0.5": Estimator(choice="gumbel-softmax", temperature=0.5),
-    "thinning c=1.2 + Gumbel-softmax ST T=0.1": Estimator(choice="gumbel-softmax", temperature=0.1),
-    "direct + choice ST": Estimator(clock="direct"),
-    "direct + choice ST + smooth observation step w=0.01": Estimator(clock="direct", observation_width=0.01),
-    "score function (likelihood ratio, leave-one-out baseline)": Estimator(clock="direct", choice="score-function"),
+    PAIRS_LABEL: PoissonPairs(per_reaction=4),
+    THINNING_LABEL: Surrogate(clock_factor=1.2),
+    "thinning c=1.5 + propensity ST": Surrogate(clock_factor=1.5),
+    "thinning c=1.2 + Gumbel-softmax ST T=0.5": Surrogate(choice="gumbel-softmax", temperature=0.5),
+    "thinning c=1.2 + Gumbel-softmax ST T=0.1": Surrogate(choice="gumbel-softmax", temperature=0.1),
+    "direct + choice ST": Surrogate(clock="direct"),
+    "direct + choice ST + smooth observation step w=0.01": Surrogate(clock="direct", observation_width=0.01),
+    SCORE_LABEL: ScoreFunction(),
 }
+GENE_CIRCUIT_ESTIMATORS = (PAIRS_LABEL, THINNING_LABEL, "thinning c=1.2 + Gumbel-softmax ST T=0.5",
+                           "direct + choice ST", SCORE_LABEL)
+EXAMPLES = Path(__file__).parents[1] / "examples"
+
+
+def step_budget(estimator, steps: int) -> int:
+    """A thinning clock's null events count against the budget."""
+    return int(steps * (estimator.thinning_factor or 1))
 
 
 def cases():
@@ -110,12 +129,13 @@ OSCILLATOR_TIMES = (1.0, 3.0)
 OSCILLATOR_REFERENCE_RUNS = 16_000
 OSCILLATOR_ESTIMATORS = {
     label: ESTIMATORS[label] for label in (
-        "thinning c=1.2 + propensity ST (default)",
+        PAIRS_LABEL,
+        THINNING_LABEL,
         "thinning c=1.2 + Gumbel-softmax ST T=0.5",
         "direct + choice ST",
-        "score function (likelihood ratio, leave-one-out baseline)",
+        SCORE_LABEL,
     )
-} | {"thinning c=1.6 + propensity ST": Estimator(clock_factor=1.6)}
+} | {"thinning c=1.6 + propensity ST": Surrogate(clock_factor=1.6)}
 
 
 def run_oscillator(runs: int, seed: int):
@@ -132,11 +152,10 @@ def run_oscillator(runs: int, seed: int):
                  for name, r in fd.items()}
     rows = []
     for label, est in OSCILLATOR_ESTIMATORS.items():
-        n = 3 * runs if est.choice == "score-function" else runs
+        n = 3 * runs if isinstance(est, ScoreFunction) else runs
         start = time.perf_counter()
-        steps = int(25_000 * (est.clock_factor if est.clock == "thinning" else 1))
         g = estimate_gradient(net, times, "A", list(OSCILLATOR_RATES), key=seed, runs=n, estimator=est,
-                              max_steps=steps, batch_size=2_000)
+                              max_steps=step_budget(est, 25_000), batch_size=2_000, check=False)
         seconds = time.perf_counter() - start
         for i, t in enumerate(times):
             for name in OSCILLATOR_RATES:
@@ -150,15 +169,36 @@ def run_oscillator(runs: int, seed: int):
     return rows
 
 
-def run(runs: int, seed: int):
+def gene_circuits():
+    """(case, network, species, times, exact, max_steps) for the gene circuits; exact from the master
+    equation with the molecule counts bounded (truncation error below 1e-8)."""
+    cases = []
+    for name, species, bounds in (("telegraph", "M", {"M": 120}), ("autoregulation", "P", {"P": 120}),
+                                  ("toggle_switch", "U", {"U": 35, "V": 35})):
+        net = load_network(EXAMPLES / f"{name}.rxn")
+        solution = solve_cme(net, [1.0, 4.0], bounds=bounds)
+        assert solution.truncation_error < 1e-8, (name, solution.truncation_error)
+        i = solution.species.index(species)
+
+        def exact(t, solution=solution, i=i, net=net):
+            row = list(solution.times).index(t)
+            return {p: float(solution.mean_gradient[row, i, j]) * net.parameters[p]
+                    for j, p in enumerate(solution.parameter_names)}
+
+        cases.append((f"{net.name}, observable {species}", net, species, [1.0, 4.0], exact, 2000))
+    return cases
+
+
+def run(runs: int, seed: int, gene: bool = False):
     rows = []
-    for case, net, species, times, exact_fn, max_steps in cases():
+    for case, net, species, times, exact_fn, max_steps in (gene_circuits() if gene else cases()):
         exact = {t: exact_fn(t) for t in times}
         for label, est in ESTIMATORS.items():
+            if gene and label not in GENE_CIRCUIT_ESTIMATORS:
+                continue
             start = time.perf_counter()
-            steps = int(max_steps * (est.clock_factor if est.clock == "thinning" else 1)) + 50
             g = estimate_gradient(net, times, species, list(net.parameters), key=seed, runs=runs,
-                                  estimator=est, max_steps=steps)
+                                  estimator=est, max_steps=step_budget(est, max_steps) + 50, check=False)
             seconds = time.perf_counter() - start
             for i, t in enumerate(times):
                 for name, value in net.parameters.items():
@@ -282,13 +322,15 @@ def main():
     parser.add_argument("--from-json", help="re-render the markdown from an earlier JSON output instead of running")
     parser.add_argument("--oscillator", action="store_true",
                         help="the oscillator against finite differences instead of the exact cases")
+    parser.add_argument("--gene-circuits", action="store_true",
+                        help="the telegraph gene, autoregulation and a toggle switch against the master equation")
     parser.add_argument("--coupling", action="store_true",
                         help="finite-difference standard errors, direct vs next-reaction coupling")
     parser.add_argument("--oscillator-runs", type=int, default=1_000,
                         help="with --coupling: pairs for the oscillator (default 1000)")
     args = parser.parse_args()
-    if args.oscillator and args.coupling:
-        parser.error("--oscillator and --coupling are separate tables; give one")
+    if args.oscillator + args.coupling + args.gene_circuits > 1:
+        parser.error("--oscillator, --gene-circuits and --coupling are separate tables; give one")
     if args.runs is None:
         args.runs = 20_000 if args.coupling else 40_000
     from diffssa import use_cpu_cores
@@ -304,11 +346,12 @@ def main():
     elif coupling:
         rows = run_coupling(args.runs, args.oscillator_runs, args.seed)
     else:
-        rows = run_oscillator(args.runs, args.seed) if oscillator else run(args.runs, args.seed)
+        rows = run_oscillator(args.runs, args.seed) if oscillator else run(args.runs, args.seed, args.gene_circuits)
     if args.markdown:
         with open(args.markdown, "w") as f:
             f.write(coupling_markdown(rows) if coupling else markdown(rows, None if oscillator else args.runs))
-    out = {"runs": args.runs, "seed": args.seed, "oscillator": oscillator, "rows": rows}
+    out = {"runs": args.runs, "seed": args.seed, "oscillator": oscillator, "gene_circuits": args.gene_circuits,
+           "rows": rows}
     if coupling:
         out |= {"coupling": True, "oscillator_runs": args.oscillator_runs, "relative_step": 0.05}
     print(json.dumps(out))

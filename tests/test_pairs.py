@@ -7,6 +7,8 @@ value (so the 3% bound can fail), and a per-trajectory SD below the score functi
 unbiased estimator) on the same case.
 """
 
+from pathlib import Path
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -15,26 +17,22 @@ import pytest
 from diffssa import MassAction, PoissonPairs, Propensity, Reaction, ReactionNetwork, SimulationBudgetError, simulate
 from diffssa.cme import solve_cme
 from diffssa.gradients import estimate_gradient
+from diffssa.language import load_network
 
 from conftest import immigration_death
 
 
+EXAMPLES = Path(__file__).parents[1] / "examples"
+
+
 def telegraph():
     """Goff <-> Gon (kon, koff); Gon -> Gon + M (km); M -> 0 (gm); one gene copy, off at t = 0."""
-    return ReactionNetwork(
-        {"Goff": 1, "Gon": 0, "M": 0}, {"kon": 0.5, "koff": 1.0, "km": 20.0, "gm": 1.0},
-        [Reaction({"Goff": 1}, {"Gon": 1}, MassAction("kon")), Reaction({"Gon": 1}, {"Goff": 1}, MassAction("koff")),
-         Reaction({"Gon": 1}, {"Gon": 1, "M": 1}, MassAction("km")), Reaction({"M": 1}, {}, MassAction("gm"))],
-    )
+    return load_network(EXAMPLES / "telegraph.rxn")
 
 
 def autoregulation():
     """G + P <-> GP (kb, ku); G -> G + P (kp); P -> 0 (kd); the protein represses its own gene."""
-    return ReactionNetwork(
-        {"G": 1, "GP": 0, "P": 0}, {"kb": 0.05, "ku": 0.5, "kp": 10.0, "kd": 0.5},
-        [Reaction({"G": 1, "P": 1}, {"GP": 1}, MassAction("kb")), Reaction({"GP": 1}, {"G": 1, "P": 1}, MassAction("ku")),
-         Reaction({"G": 1}, {"G": 1, "P": 1}, MassAction("kp")), Reaction({"P": 1}, {}, MassAction("kd"))],
-    )
+    return load_network(EXAMPLES / "autoregulation.rxn")
 
 
 def exact_gradient(net, times, species, bound=120):

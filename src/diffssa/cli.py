@@ -169,8 +169,10 @@ def cmd_demo(args) -> int:
     return 0
 
 
-def _standard_options(name: str, argv: list[str]) -> argparse.Namespace:
+def _standard_options(name: str, argv: list[str], extra=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog=f"diffssa reproduce {name}")
+    if extra:
+        extra(p)
     p.add_argument("--out", default=f"reproduce-{name}.png", help="figure path (PNG)")
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -194,8 +196,12 @@ def _reproduce_dimerization(argv: list[str]) -> dict:
 def _reproduce_oscillator(argv: list[str]) -> dict:
     from .applications.oscillator import reproduce
 
-    args = _standard_options("oscillator", argv)
-    results = reproduce(args.out, seed=args.seed, progress=not args.quiet)
+    def jacobian_option(p):
+        p.add_argument("--jacobian", choices=["regression", "pairs"], default="regression",
+                       help="regression on antithetic forward pairs (default) or the pairs estimator")
+
+    args = _standard_options("oscillator", argv, jacobian_option)
+    results = reproduce(args.out, seed=args.seed, progress=not args.quiet, jacobian=args.jacobian)
     print(f"figure: {args.out}", file=sys.stderr)
     return results
 

@@ -66,6 +66,7 @@ __all__ = [
     "Metric",
     "LocalModel",
     "local_model",
+    "pairs_local_model",
     "fisher_analysis",
     "design_spectra",
     "fit_oscillator",
@@ -206,7 +207,11 @@ def trajectory_features(states, design: Design = Design(), species: Sequence[str
     ``design.cross_scale``), and for A and R the averages over the coarse grid of x(t) x(t + l) for
     each lag l.
     """
-    states = np.asarray(states, dtype=np.float64)
+    return _features(np, np.asarray(states, dtype=np.float64), design, species)
+
+
+def _features(xp, states, design: Design, species: Sequence[str]):
+    """:func:`trajectory_features` with the array module ``xp`` (numpy, or jax.numpy to differentiate)."""
     idx = [list(species).index(s) for s in OBSERVED]
     x = states[:, :, idx] / design.scale  # (B, T, 3)
     if x.shape[1] != len(design.times):
@@ -219,8 +224,8 @@ def trajectory_features(states, design: Design = Design(), species: Sequence[str
     coarse = x if design.early_end <= 0 else x[:, design.coarse_index]  # default: bit-identical to before
     for j in (0, 1):
         a = coarse[:, :, j]
-        parts.append(np.stack([np.mean(a[:, :-l] * a[:, l:], axis=1) for l in design.lag_steps], axis=1))
-    return np.concatenate(parts, axis=1)
+        parts.append(xp.stack([xp.mean(a[:, :-l] * a[:, l:], axis=1) for l in design.lag_steps], axis=1))
+    return xp.concatenate(parts, axis=1)
 
 
 def simulate_features(
@@ -385,6 +390,78 @@ def local_model(
     )
 
 
+def pairs_local_model(
+    network: ReactionNetwork,
+    log_rates: dict[str, float],
+    free: Sequence[str],
+    metric: Metric,
+    *,
+    seed: int,
+    runs: int,
+    design: Design = Design(),
+    batch: int = 64,
+    per_reaction: int = 1,
+) -> LocalModel:
+    """The statistics at ``log_rates`` and their Jacobian in the free log rates from the pairs estimator.
+
+    ``runs`` exact trajectories in batches of ``batch`` (batch ``i`` with key ``fold_in(seed, i)``); for
+    each batch the Jacobian of its mean features comes from ``Trajectories.expect_path`` under
+    ``jax.jacfwd`` (:class:`~diffssa.PoissonPairs` with ``per_reaction`` pairs per differentiated
+    reaction, simulated to the end because the autocorrelation features combine several times). It is
+    unbiased: no perturbation step, no regression. The halves are the mean Jacobians of the even and
+    odd batches; the Jacobian's noise (``jac_var`` times ``residual_cov_trace = 1``) is the whitened
+    batch-to-batch covariance over the number of batches. ``pairs`` reports the trajectories and
+    ``step`` is 0.
+    """
+    import jax.numpy as jnp
+
+    from ..estimators import PoissonPairs
+
+    free = list(free)
+    if runs < 2 * batch:
+        raise ValueError(f"runs ({runs}) must cover at least two batches of {batch}")
+    estimator = PoissonPairs(per_reaction=per_reaction, full_paths=True)
+    fixed = {k: math.exp(v) for k, v in log_rates.items() if k not in free}
+    u0 = jnp.asarray([log_rates[k] for k in free], jnp.float32)
+    species = network.species_names
+
+    def statistics(u, key, size):
+        params = {**fixed, **{k: jnp.exp(u[i]) for i, k in enumerate(free)}}
+        tr = simulate(network, design.times, key=key, runs=size, params=params, estimator=estimator,
+                      max_steps=5_000_000, on_exhausted="raise")
+        mean = tr.expect_path(lambda path: _features(jnp, path[None], design, species)[0])
+        return mean, (mean, tr.events)
+
+    jacobian_of = jax.jit(jax.jacfwd(statistics, has_aux=True), static_argnums=2)
+    key = jax.random.PRNGKey(seed)
+    centers, jacobians, events = [], [], []
+    for i, start in enumerate(range(0, runs, batch)):
+        size = min(batch, runs - start)
+        jac, (mean, ev) = jacobian_of(u0, jax.random.fold_in(key, i), size)
+        centers.append((size, np.asarray(mean, np.float64)))
+        jacobians.append((size, np.asarray(jac, np.float64)))
+        events.append(np.asarray(ev))
+    weights = np.array([n for n, _ in jacobians], float)
+
+    def pooled(items, which=slice(None)):
+        chosen = items[which]
+        w = np.array([n for n, _ in chosen], float)
+        return sum(n * a for n, a in chosen) / w.sum()
+
+    jacobian = pooled(jacobians)
+    whitened = np.stack([metric.whiten(j) for _, j in jacobians])  # (K, D_kept, P)
+    spread = whitened - metric.whiten(jacobian)[None]
+    k = len(jacobians)
+    noise = np.einsum("k,kdp,kdq->pq", weights**2, spread, spread) / weights.sum() ** 2 * k / max(k - 1, 1)
+    events = np.concatenate(events)
+    return LocalModel(
+        center=pooled(centers), jacobian=jacobian, halves=(pooled(jacobians, slice(0, None, 2)),
+                                                             pooled(jacobians, slice(1, None, 2))),
+        jac_var=noise, residual_cov_trace=1.0, center_runs=runs, pairs=runs, step=0.0,
+        events=(float(events.mean()), float(events.max())),
+    )
+
+
 def fisher_analysis(
     metric: Metric, halves: Sequence[np.ndarray], free: Sequence[str], *, effective_runs: float
 ) -> dict:
@@ -498,6 +575,9 @@ DEFAULT_SCHEDULE = (
     *[(96, 256, 0.05)] * 24,
     (256, 1024, 0.05), (256, 1024, 0.05),
 )
+# With the pairs estimator: (trajectories, unused, unused) per iteration, about the regression
+# schedule's CPU time (a trajectory with its pairs costs about 7 forward trajectories here)
+PAIRS_SCHEDULE = ((128, 0, 0.0),) * 12 + ((256, 0, 0.0),) * 4
 
 # Rates held at their perturbed start (not fitted), and why (docs/oscillator.md):
 HELD = {
@@ -512,7 +592,8 @@ def fit_oscillator(
     *,
     seed: int = 0,
     target_runs: int = 2048,
-    schedule: Sequence[tuple[int, int, float]] = DEFAULT_SCHEDULE,
+    schedule: Sequence[tuple[int, int, float]] | None = None,
+    jacobian: str = "regression",
     held: Sequence[str] = tuple(HELD),
     pool_last: int = 2,
     design: Design = Design(),
@@ -526,7 +607,10 @@ def fit_oscillator(
     """Recover the rates from the perturbed start; returns the JSON results and a ``_plot`` entry.
 
     ``held`` rates stay at their perturbed start. ``schedule``: (center runs, antithetic pairs, h)
-    of each iteration. Each iteration simulates one batch around the current rates
+    of each iteration (default :data:`DEFAULT_SCHEDULE`). ``jacobian``: ``"regression"`` (antithetic
+    forward pairs, :func:`local_model`) or ``"pairs"`` (the pairs estimator, :func:`pairs_local_model`,
+    on ``center runs`` trajectories; default schedule :data:`PAIRS_SCHEDULE`, the other two entries
+    unused). Each iteration simulates one batch around the current rates
     (:func:`local_model`) and evaluates the loss there; a trust-region test compares the loss change
     of the previous step with the change its linear model predicted: a step that made the loss worse
     beyond its noise is undone and the trust radius halved; a step that achieved less than a quarter
@@ -539,6 +623,10 @@ def fit_oscillator(
     """
     from tqdm.auto import tqdm
 
+    if jacobian not in ("regression", "pairs"):
+        raise ValueError(f"jacobian must be 'regression' or 'pairs', got {jacobian!r}")
+    if schedule is None:
+        schedule = DEFAULT_SCHEDULE if jacobian == "regression" else PAIRS_SCHEDULE
     clock = time.perf_counter()
     network = oscillator_network()
     free = [k for k in RATE_NAMES if k not in held]
@@ -553,9 +641,14 @@ def fit_oscillator(
     kept = 0
     bar = tqdm(list(enumerate(schedule)), desc="oscillator fit", disable=not progress, leave=False)
     for it, (center_runs, pairs, h) in bar:
-        model = local_model(network, u, free, metric, seed=seed * 1000 + 17 * it + 1, center_runs=center_runs,
-                            pairs=pairs, step=h, design=design)
-        trajectories += center_runs + 2 * pairs
+        if jacobian == "pairs":
+            model = pairs_local_model(network, u, free, metric, seed=seed * 1000 + 17 * it + 1, runs=center_runs,
+                                      design=design)
+            trajectories += center_runs
+        else:
+            model = local_model(network, u, free, metric, seed=seed * 1000 + 17 * it + 1, center_runs=center_runs,
+                                pairs=pairs, step=h, design=design)
+            trajectories += center_runs + 2 * pairs
         residual = metric.residual(model.center)
         loss = float(residual @ residual / metric.dim)
         floor = per_run_floor * (1.0 / target_runs + 1.0 / center_runs)
@@ -645,6 +738,7 @@ def fit_oscillator(
         "loss_final": check_loss,
         "loss_noise_floor": floor,
         "iterations": len(schedule),
+        "jacobian": jacobian,
         "rejected_steps": int(len(accepted) - sum(accepted)),
         "target_runs": target_runs,
         "trajectories": int(trajectories),
@@ -715,8 +809,8 @@ def plot_fit(results: dict, path) -> None:
     plt.close(fig)
 
 
-def reproduce(out, seed: int = 0, progress: bool = True) -> dict:
+def reproduce(out, seed: int = 0, progress: bool = True, jacobian: str = "regression") -> dict:
     """Run the whole reproduction, write the figure to ``out``, return the results (``_plot`` included)."""
-    results = fit_oscillator(seed=seed, progress=progress)
+    results = fit_oscillator(seed=seed, progress=progress, jacobian=jacobian)
     plot_fit(results, out)
     return results
