@@ -62,7 +62,7 @@ def test_state_recorded_is_the_one_after_the_last_event_at_or_before_each_time()
 
 
 def test_dimerization_conserves_mass_and_matches_the_forward_path_under_thinning():
-    """Thinning (differentiable path) and the direct method sample the same law; n = 10,000 each."""
+    """The thinning clock (estimator="thinning") and the direct method sample the same law; n = 10,000 each."""
     net = dimerization()
     times = time_grid(20.0, 4)
     direct = simulate(net, times, key=4, runs=10_000)

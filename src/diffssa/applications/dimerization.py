@@ -46,7 +46,7 @@ def fit_dimerization(
     Phase 2 (if ``polish_steps``): ``polish_steps`` iterations of ``polish_runs`` trajectories at a small
     constant rate, returning the average of the last half of the iterates (Polyak-Ruppert), which
     averages the Monte Carlo noise down. At the true rates the residuals vanish, so the fixed point
-    is the truth even though the gradient estimator carries a small bias (docs/gradients.md).
+    is the truth; the gradients come from the default (unbiased) estimator.
     """
     start = time.perf_counter()
     network = dimerization_network()
