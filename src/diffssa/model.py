@@ -130,10 +130,11 @@ class CompiledNetwork(NamedTuple):
     law is this times a count factor that is finite and >= 0, so it is negative or non-finite only if
     its rate constant is (the simulator checks these once per call, custom laws at every step).
     ``reactions``: (R,) reaction labels for messages.
-    ``intensities(x, theta)``: (R,) the mass-action count factors ``V**(1 - order) prod_s C(x_s, n_s)``
+    ``intensities(x, a)``: (R,) the mass-action count factors ``V**(1 - order) prod_s C(x_s, n_s)``
     (a mass-action law divided by its rate constant, so it is positive wherever the reaction can fire,
-    whatever the rate constant) and the custom laws as written: where gradient estimators sample the
-    reactions' activity (:mod:`diffssa.pairs`).
+    whatever the rate constant) and, for custom laws, their propensities ``a`` (R,) at ``x`` as the
+    simulator computed them: where gradient estimators sample the reactions' activity
+    (:mod:`diffssa.pairs`).
     ``reads``: (R,) for each reaction the parameter names its law reads (every parameter for a callable law).
     """
 
@@ -411,9 +412,10 @@ def _compile(net: ReactionNetwork) -> CompiledNetwork:
         parts = [rate_constants(theta) * count_factors(x)] if mass_action else []
         return in_reaction_order(parts + ([custom_values(x, theta)] if custom else []))
 
-    def intensities(x, theta):
-        parts = [volume_factor * count_factors(x)] if mass_action else []
-        return in_reaction_order(parts + ([custom_values(x, theta)] if custom else []))
+    def intensities(x, a):
+        if not mass_action:
+            return a
+        return a.at[np.asarray(mass_action, dtype=np.int32)].set(volume_factor * count_factors(x))
 
     labels = tuple(_reaction_label(j, r) for j, r in enumerate(net.reactions))
     return CompiledNetwork(species, params, net.stoichiometry.astype(np.float32), laws,

@@ -46,7 +46,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .engine import Carry, checked_propensities, forward_loop, make_core, over_devices, reaction_index
+from .engine import Carry, checked_propensities, forward_loop, initial_carry, make_core, over_devices, reaction_index
 from .estimators import Estimator, PoissonPairs
 from .model import CompiledNetwork
 from .rng import SAMPLER_STREAM, derived_key, uniforms
@@ -122,7 +122,7 @@ class _Placement(Estimator):
     def update(self, state, view, delta):
         segment = state[3]
         n_grid = segment.shape[0]
-        activity = jnp.maximum(self.compiled.intensities(view.x, view.theta)[self.reactions], 0.0)
+        activity = self.compiled.intensities(view.x, view.a)[self.reactions]  # the step's own propensities
         # up to the grid time recorded now (segment ``row``), then up to the event fired (the next one)
         state = self._cover(state, view.x, activity * segment[view.row],
                             jnp.where(view.record, jnp.maximum(view.g - state[1], 0.0), 0.0), view.finishing)
@@ -240,16 +240,12 @@ def build_pair_runner(compiled: CompiledNetwork, n_grid: int, max_steps: int, es
             jnp.arange(n_pairs)))(keys)  # (B, P, 2)
         kicked = branch + jnp.where(used[:, :, None], nu[pair_reaction][None], 0.0)
         flat = lambda a: a.reshape((batch * n_pairs,) + a.shape[2:])  # noqa: E731
-        carry = Carry(
-            x=flat(jnp.concatenate([branch, kicked], axis=2)), t=flat(start), n=jnp.zeros((batch * n_pairs,), jnp.int32),
-            r=flat(first_row), buf=jnp.zeros((batch * n_pairs, n_grid, 2 * n_species), jnp.float32),
-            key=flat(pair_keys), done=jnp.zeros((batch * n_pairs, 0), bool), trig=jnp.zeros((batch * n_pairs, 0), bool),
-            invalid=jnp.zeros((batch * n_pairs,), jnp.int32), engine=(), estimator=(),
-        )
+        carry = initial_carry(flat(jnp.concatenate([branch, kicked], axis=2)), flat(pair_keys), n_grid,
+                              invalid=jnp.zeros((batch * n_pairs,), jnp.int32))._replace(t=flat(start), r=flat(first_row))
         step = jax.vmap(_pair_step(compiled, grid, max_steps, estimator.full_paths))
-        done = forward_loop(step, carry, jnp.repeat(theta, n_pairs, axis=0), n_grid,
-                            running=_pair_running(estimator.full_paths, n_species))
-        left = _pair_running(estimator.full_paths, n_species)(done, jnp.zeros_like(done.r, bool), n_grid)
+        running = _pair_running(estimator.full_paths, n_species)
+        done = forward_loop(step, carry, jnp.repeat(theta, n_pairs, axis=0), n_grid, running=running)
+        left = running(done, jnp.zeros_like(done.r, bool), n_grid)
         buf = done.buf.reshape((batch, n_pairs, n_grid, 2 * n_species))
         pair_invalid = jnp.max(done.invalid.reshape(batch, n_pairs), axis=1)
         outputs = PairOutputs(branch, start, first_row, scale, buf[..., :n_species], buf[..., n_species:],

@@ -115,18 +115,9 @@ class Trajectories:
         the simulation's estimator applied to ``f`` itself, so they are unbiased for any ``f`` under
         the pairs and score-function estimators.
         """
-        f = f or (lambda x: x)
-        per_time = jax.vmap(jax.vmap(f))  # (B, T, S) -> (B, T, ...)
-        if self.pairs is None and self.log_likelihood is None:
-            return jnp.mean(per_time(self.states), axis=0)  # pathwise (surrogates) or no derivatives
-        exact = jax.lax.stop_gradient(self.states)
-        values = per_time(exact)  # (B, T, ...)
-        total = jnp.mean(values, axis=0)
-        if self.log_likelihood is not None:
-            total = total + jnp.mean(_score_term(self.log_likelihood, values), axis=0)
-        if self.pairs is not None:
-            total = total + jnp.mean(_pair_term(self.pairs, jax.vmap(per_time)), axis=0)
-        return total
+        per_time = jax.vmap(jax.vmap(f or (lambda x: x)))  # (B, T, S) -> (B, T, ...)
+        return self._expectation(per_time, self.log_likelihood,
+                                 lambda pairs, exact: _pair_term(pairs, jax.vmap(per_time)))
 
     def expect_path(self, f: Callable):
         """``E[f(path)]`` for a function of a whole recorded path, ``f``: (T, S) -> array.
@@ -135,27 +126,34 @@ class Trajectories:
         a functional of several times (an autocorrelation, say) reads the pairs' paths after they meet.
         """
         per_run = jax.vmap(f)
-        if self.pairs is None and self.log_likelihood is None:
-            return jnp.mean(per_run(self.states), axis=0)
-        exact = jax.lax.stop_gradient(self.states)
-        values = per_run(exact)
-        total = jnp.mean(values, axis=0)
-        if self.log_likelihood is not None:
-            total = total + jnp.mean(_score_term(self.log_likelihood[:, -1], values), axis=0)
-        if self.pairs is not None:
-            pairs = self.pairs
+
+        def pair_term(pairs, exact):
             if not pairs.full_paths:
                 raise ValueError("expect_path under the pairs estimator needs pairs simulated to the end: "
                                  "simulate with estimator=PoissonPairs(full_paths=True)")
             rows = jnp.arange(exact.shape[1])
             before = (rows[None, None, :] < pairs.first_row[:, :, None])[..., None]  # (B, P, T, 1)
-            main = exact[:, None]
-            reference = jnp.where(before, main, pairs.reference)
-            perturbed = jnp.where(before, main, pairs.perturbed)
             both = jax.vmap(per_run)
-            difference = both(perturbed) - both(reference)  # (B, P, ...)
-            weight = pairs.weight.reshape(pairs.weight.shape + (1,) * (difference.ndim - 2))
-            total = total + jnp.mean(jnp.sum(weight * difference, axis=1), axis=0)
+            difference = (both(jnp.where(before, exact[:, None], pairs.perturbed))
+                          - both(jnp.where(before, exact[:, None], pairs.reference)))  # (B, P, ...)
+            return _weighted_sum(pairs.weight, difference)
+
+        log_likelihood = None if self.log_likelihood is None else self.log_likelihood[:, -1]
+        return self._expectation(per_run, log_likelihood, pair_term)
+
+    def _expectation(self, per_run, log_likelihood, pair_term):
+        """The mean over runs of ``per_run(states)`` (B, ...) with the estimator's derivative terms:
+        the score function's with ``log_likelihood`` (B, ...) and the pairs' ``pair_term(pairs,
+        states)``; without either, the states' own (pathwise) derivatives."""
+        if self.pairs is None and self.log_likelihood is None:
+            return jnp.mean(per_run(self.states), axis=0)  # pathwise (surrogates) or no derivatives
+        exact = jax.lax.stop_gradient(self.states)
+        values = per_run(exact)
+        total = jnp.mean(values, axis=0)
+        if log_likelihood is not None:
+            total = total + jnp.mean(_score_term(log_likelihood, values), axis=0)
+        if self.pairs is not None:
+            total = total + jnp.mean(pair_term(self.pairs, exact), axis=0)
         return total
 
     def mean(self):
@@ -222,9 +220,12 @@ def _pair_term(pairs: PairPaths, per_pair):
     differ = jnp.any(pairs.perturbed != pairs.reference, axis=-1)  # (B, P, T)
     difference = per_pair(pairs.perturbed) - per_pair(pairs.reference)  # (B, P, T, ...)
     mask = differ.reshape(differ.shape + (1,) * (difference.ndim - 3))
-    difference = jnp.where(mask, difference, 0.0)
-    weight = pairs.weight.reshape(pairs.weight.shape + (1,) * (difference.ndim - 2))
-    return jnp.sum(weight * difference, axis=1)
+    return _weighted_sum(pairs.weight, jnp.where(mask, difference, 0.0))
+
+
+def _weighted_sum(weight, difference):
+    """``sum_p weight_p difference_p``: weight (B, P), difference (B, P, ...) -> (B, ...)."""
+    return jnp.sum(weight.reshape(weight.shape + (1,) * (difference.ndim - 2)) * difference, axis=1)
 
 
 def time_grid(t_end: float, points: int) -> np.ndarray:
