@@ -8,9 +8,12 @@ import numpy as np
 import optax
 import pytest
 
-from diffssa import BiasWarning, Event, MassAction, Propensity, Reaction, ReactionNetwork, simulate
+from diffssa import (BiasWarning, Event, MassAction, PoissonPairs, Propensity, Reaction, ReactionNetwork, Surrogate,
+                     simulate)
+from diffssa.estimators import get_estimator
 from diffssa.fitting import fit
 from diffssa.gradients import estimate_gradient
+from diffssa.rng import as_key
 
 from conftest import dimerization, immigration_death
 from test_pairs import telegraph
@@ -111,3 +114,32 @@ def test_immigration_death_mean_gradient_under_jit_and_grad_is_unbiased():
     exact = -(k / mu**2) * (1 - np.exp(-mu * t)) + (k / mu) * t * np.exp(-mu * t)
     z = (values.mean() - exact) / (values.std(ddof=1) / np.sqrt(len(values)))
     assert abs(z) < 4, (values.mean(), exact, z)
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: PoissonPairs(per_reaction=0), "per_reaction must be a positive integer"),
+    (lambda: PoissonPairs(per_reaction=1.5), "per_reaction must be a positive integer"),
+    (lambda: Surrogate(clock="fast"), "clock must be 'thinning' or 'direct'"),
+    (lambda: Surrogate(choice="argmax"), "choice must be 'straight-through' or 'gumbel-softmax'"),
+    (lambda: Surrogate(clock_factor=0.9), "clock_factor must be >= 1"),
+    (lambda: Surrogate(temperature=0.0), "temperature must be positive"),
+    (lambda: Surrogate(observation_width=0.1), "applies to the direct clock only"),
+    (lambda: get_estimator("auto"), "resolved per network"),
+])
+def test_bad_estimator_configurations_are_refused(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()
+
+
+def test_integer_seeds_use_all_64_bits():
+    """Seeds below 2**32 keep their old keys (documented results are unchanged); 2**32 is not seed 0."""
+    for seed in (0, 1, 12345, 2**32 - 1):
+        np.testing.assert_array_equal(np.asarray(as_key(seed)), np.asarray(jax.random.PRNGKey(seed)))
+    assert not np.array_equal(np.asarray(as_key(2**32)), np.asarray(as_key(0)))
+    a = simulate(immigration_death(), [1.0], key=2**40, runs=20).states
+    b = simulate(immigration_death(), [1.0], key=0, runs=20).states
+    assert not np.array_equal(np.asarray(a), np.asarray(b))
+    with pytest.raises(ValueError, match="does not fit in 64 bits"):
+        as_key(2**64)
+    with pytest.raises(TypeError, match="integer or a JAX key"):
+        as_key(True)
