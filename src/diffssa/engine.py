@@ -96,9 +96,8 @@ def flag(invalid, condition, code):
 
 def flag_counts(compiled: CompiledNetwork, n_assignments: int, invalid, x):
     """``invalid`` flagged (code of the first such species) if a count reached the exact limit of its type."""
-    over = x[:compiled.n_counts] >= exact_count_limit(x.dtype)
-    first = len(compiled.reactions) + n_assignments + 1 + jnp.argmax(over)
-    return flag(invalid, jnp.any(over), first)
+    largest = jnp.argmax(x[:compiled.n_counts])  # the species that reached it, if one did
+    return flag(invalid, x[largest] >= exact_count_limit(x.dtype), len(compiled.reactions) + n_assignments + 1 + largest)
 
 
 def invalid_rate_constants(compiled: CompiledNetwork, theta):
