@@ -19,7 +19,7 @@ def test_simulate_writes_mean_and_sd_columns(tmp_path):
     code = main(["simulate", DIMER, "--t-end", "10", "--points", "5", "--runs", "500", "--seed", "1",
                  "--out", str(out), "--plot", str(plot), "--param", "k2=0.02"])
     assert code == 0
-    frame = pd.read_csv(out)
+    frame = pd.read_csv(out, comment="#")
     assert list(frame.columns) == ["time", "P-mean", "P-sd", "P2-mean", "P2-sd"]
     assert frame["time"].tolist() == [0, 2, 4, 6, 8, 10]
     assert frame["P-mean"][0] == 100 and frame["P-sd"][0] == 0
@@ -41,7 +41,7 @@ def test_gradient_prints_one_json_object(capsys, estimator):
                  "--wrt", "k1,k2", "--estimator", estimator, "--json"])
     assert code == 0
     out = json.loads(capsys.readouterr().out)
-    assert set(out) == {"value", "gradient", "stderr", "estimator", "unbiased", "check"}
+    assert {"value", "gradient", "stderr", "estimator", "unbiased", "check"} <= set(out)
     assert out["estimator"] == {"auto": "pairs", "straight-through": "thinning"}.get(estimator, estimator)
     assert out["unbiased"] == (estimator in ("auto", "score-function"))
     assert (out["check"] is not None) == (estimator == "straight-through")
