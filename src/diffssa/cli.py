@@ -100,20 +100,23 @@ def _parse_times(text: str) -> np.ndarray:
     return np.asarray(values, dtype=np.float32)
 
 
-def _output_times(args) -> tuple[np.ndarray, str]:
-    """The grid of ``simulate``: ``--times``, or ``--t-end`` and ``--points``; and the option to name."""
+def _output_times(args) -> tuple[int, str, object]:
+    """The grid of ``simulate``, from ``--times``, or ``--t-end`` and ``--points``: (number of times, the
+    option to name in a size error, a function that builds it), checked but not built (it may be huge)."""
     from .simulate import time_grid
 
     if args.times is not None:
         if args.t_end is not None or args.points is not None:
             raise ValueError("--times cannot be combined with --t-end/--points: give one or the other")
-        return _parse_times(args.times), "--times"
+        times = _parse_times(args.times)
+        return len(times), "--times", lambda: times
     if args.t_end is None or args.points is None:
         raise ValueError("give --t-end and --points (times 0..T in equal steps), or --times t0,t1,...")
     try:
-        return time_grid(args.t_end, args.points), "--points"
+        time_grid(args.t_end, 1)
     except ValueError as err:
         raise ValueError(f"--t-end: {err}") from None
+    return args.points + 1, "--points", lambda: time_grid(args.t_end, args.points)
 
 
 def _load(path: str, params: dict[str, float]):
@@ -162,13 +165,14 @@ def _simulate_in_batches(network, times, runs, seed, max_steps, method="direct",
 
 def cmd_simulate(args) -> int:
     params = _parse_params(args.param)
-    times, times_option = _output_times(args)
+    n_times, times_option, grid = _output_times(args)
     outputs = {"--out": args.out, "--plot": args.plot, "--trajectories": args.trajectories}
     for option, path in outputs.items():
         if path is not None:
             check_writable(path, option)
     network = _load(args.model, params)
-    check_sizes(args.runs, len(times), len(network.species), args.trajectories, times_option)
+    check_sizes(args.runs, n_times, len(network.species), args.trajectories, times_option)
+    times = grid()
     result = _simulate_in_batches(network, times, args.runs, args.seed, args.max_steps, args.method, "ignore")
     exhausted = int(np.sum(result.exhausted))
     if exhausted and not args.allow_exhausted:
