@@ -61,14 +61,19 @@ def _seed(text: str) -> int:
     return seed
 
 
-def _positive_int(text: str) -> int:
+def _positive_int(text: str, least: int = 1) -> int:
+    kind = "positive" if least == 1 else "non-negative"
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+        raise argparse.ArgumentTypeError(f"expected a {kind} integer, got {text!r}") from None
+    if value < least:
+        raise argparse.ArgumentTypeError(f"must be a {kind} integer, got {value}")
     return value
+
+
+def _count(text: str) -> int:
+    return _positive_int(text, least=0)
 
 
 def _parse_params(items: list[str]) -> dict[str, float]:
@@ -403,7 +408,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="CSV: '# ...' provenance lines, then time, <species>-mean, "
                    "<species>-sd")
     p.add_argument("--plot", help="optional PNG of mean ± SD and --samples trajectories")
-    p.add_argument("--samples", type=int, default=3, help="sample trajectories drawn in --plot (default 3)")
+    p.add_argument("--samples", type=_count, default=3, help="sample trajectories drawn in --plot (default 3)")
     p.add_argument("--trajectories", metavar="FILE", help="every trajectory: .csv (long: run,time,<species>) "
                    "or .npz (times, states (runs, times, species), exhausted, species, metadata)")
     p.add_argument("--allow-exhausted", action="store_true", help="write the outputs (blank cells, a warning) "

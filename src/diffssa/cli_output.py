@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -83,7 +84,7 @@ def header_lines(meta: dict) -> list[str]:
         if key == "overridden":
             continue
         if key == "parameters":
-            marked = [f"{k}={v:g}{'*' if k in meta.get('overridden', ()) else ''}" for k, v in value.items()]
+            marked = [f"{k}={v!r}{'*' if k in meta.get('overridden', ()) else ''}" for k, v in value.items()]
             value = " ".join(marked) or "(none)"
             if meta.get("overridden"):
                 value += "   (* set by --param)"
@@ -142,8 +143,10 @@ def plot_summary(result, path: str, samples: int = 3) -> None:
     states = np.asarray(result.states, dtype=np.float64)
     t = np.asarray(result.times)
     runs = states.shape[0]
-    mean = np.nanmean(states, axis=0)
-    sd = np.nanstd(states, axis=0, ddof=1) if runs > 1 else np.zeros_like(mean)
+    with warnings.catch_warnings():  # times no trajectory reached (--allow-exhausted): NaN, not drawn
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mean = np.nanmean(states, axis=0)
+        sd = np.nanstd(states, axis=0, ddof=1) if runs > 1 else np.zeros_like(mean)
     fig, ax = plt.subplots(figsize=(7, 4))
     for i, s in enumerate(result.species):
         (line,) = ax.plot(t, mean[:, i], label=s, lw=2)
