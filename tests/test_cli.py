@@ -135,10 +135,13 @@ def test_exhausted_budget_is_exit_3_unless_allowed(tmp_path, capsys):
     (["--points", "2.5"], "--points"),
     (["--runs", "100000000", "--points", "1000"], "--runs"),
     (["--points", "4", "--trajectories", "x.txt"], ".npz"),
-    (["--points", "4", "--runs", "5000000", "--trajectories", "x.csv"], ".npz"),
+    (["--points", "4", "--runs", "5000000", "--trajectories", "t.csv"], ".npz"),
     (["--points", "4", "--out", "missing/x.csv"], "--out missing/x.csv"),
     (["--points", "4", "--plot", "missing/x.png"], "--plot"),
     (["--points", "4", "--trajectories", "missing/x.npz"], "--trajectories"),
+    (["--points", "4", "--plot", "x.foo"], "--plot x.foo: unknown image format 'foo'"),
+    (["--points", "4", "--trajectories", "x.csv"], "--trajectories x.csv: the same file as --out"),
+    (["--points", "4", "--out", "."], "is a folder"),
     (["--times", "0,2,1"], "--times: '1'"),
     (["--times", "0,inf"], "--times: 'inf'"),
     (["--times=-1,2"], "--times: '-1'"),
@@ -193,6 +196,7 @@ def test_one_run_gradient_json_is_strict(tmp_path, capsys):
     assert out["stderr"]["k"] is None and out["runs"] == 1 and out["seed"] == 2
     assert out["parameters"] == {"k": 0.5, "j": 2.0} and out["overridden"] == ["k"]
     assert out["model"] == str(decay) and out["max_steps"] == 10_000 and "diffssa_version" in out
+    assert out["method"] == "direct" and out["species"] == "X" and out["t_end"] == 2
     assert "Warning" not in captured.err
     assert main(args) == 0
     assert "at least 2 runs" in capsys.readouterr().out

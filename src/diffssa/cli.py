@@ -19,8 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
-from .cli_output import (check_sizes, check_writable, plot_summary, strict_json, write_summary_csv,
-                         write_trajectories)
+from .cli_output import check_outputs, check_sizes, plot_summary, strict_json, write_summary_csv, write_trajectories
 from .devices import use_cpu_cores
 
 __all__ = ["main", "EXIT_BUDGET"]
@@ -172,9 +171,7 @@ def cmd_simulate(args) -> int:
     params = _parse_params(args.param)
     n_times, times_option, grid = _output_times(args)
     outputs = {"--out": args.out, "--plot": args.plot, "--trajectories": args.trajectories}
-    for option, path in outputs.items():
-        if path is not None:
-            check_writable(path, option)
+    check_outputs(outputs)
     network = _load(args.model, params)
     check_sizes(args.runs, n_times, len(network.species), args.trajectories, times_option)
     times = grid()
@@ -223,7 +220,8 @@ def cmd_gradient(args) -> int:
     except SimulationBudgetError as err:
         message = str(err).replace("Raise max_steps.", "").strip()
         raise _BudgetExhausted(f"{message} Raise --max-steps (now {args.max_steps}).") from None
-    out.update(_metadata(args, "gradient", network, params, species=args.species, t_end=args.t_end))
+    method = "next-reaction" if args.estimator == "finite-difference" else "direct"  # FD: coupled channels
+    out.update(_metadata(args, "gradient", network, params, method=method, species=args.species, t_end=args.t_end))
     if args.json:
         print(strict_json(out))
         return 0

@@ -23,7 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["MAX_RECORDED_BYTES", "MAX_CSV_BYTES", "MAX_TRAJECTORY_CSV_BYTES", "check_writable", "check_sizes",
+__all__ = ["MAX_RECORDED_BYTES", "MAX_CSV_BYTES", "MAX_TRAJECTORY_CSV_BYTES", "check_writable", "check_outputs",
+           "check_sizes",
            "header_lines", "write_summary_csv", "write_trajectories", "plot_summary", "strict_json"]
 
 MAX_RECORDED_BYTES = 2 * 2**30  # 2 GiB of recorded states (float32)
@@ -52,6 +53,28 @@ def check_writable(path: str, option: str) -> None:
         raise ValueError(f"{option} {path}: folder {str(folder)!r} does not exist")
     if not os.access(folder, os.W_OK | os.X_OK) or (p.exists() and not os.access(p, os.W_OK)):
         raise ValueError(f"{option} {path}: not writable")
+
+
+def check_outputs(outputs: dict[str, str | None]) -> None:
+    """Every output path (option -> path or None) writable, no two the same file, ``--plot`` a format
+    matplotlib writes: ``ValueError`` naming the option otherwise."""
+    seen = {}
+    for option, path in outputs.items():
+        if path is None:
+            continue
+        check_writable(path, option)
+        resolved = Path(path).resolve()
+        if resolved in seen:
+            raise ValueError(f"{option} {path}: the same file as {seen[resolved]}")
+        seen[resolved] = option
+    if outputs.get("--plot"):
+        from matplotlib.backend_bases import FigureCanvasBase
+
+        suffix = Path(outputs["--plot"]).suffix.lower().lstrip(".")
+        formats = FigureCanvasBase.get_supported_filetypes()
+        if suffix not in formats:
+            raise ValueError(f"--plot {outputs['--plot']}: unknown image format {suffix or '(no extension)'!r}; "
+                             f"use one of {', '.join(sorted(formats))}")
 
 
 def check_sizes(runs: int, n_times: int, n_species: int, trajectories: str | None, times_option: str) -> None:
