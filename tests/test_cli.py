@@ -150,7 +150,7 @@ def test_exhausted_budget_is_exit_3_unless_allowed(tmp_path, capsys):
     ([], "--t-end and --points"),
 ])
 def test_simulate_refuses_before_running(tmp_path, capsys, monkeypatch, extra, message):
-    import diffssa.cli as cli
+    from diffssa import cli
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(cli, "_simulate_in_batches", lambda *a, **k: pytest.fail("simulated"))

@@ -19,10 +19,17 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
-from .cli_output import check_outputs, check_sizes, plot_summary, strict_json, write_summary_csv, write_trajectories
+from .cli_output import (
+    check_outputs,
+    check_sizes,
+    plot_summary,
+    strict_json,
+    write_summary_csv,
+    write_trajectories,
+)
 from .devices import use_cpu_cores
 
-__all__ = ["main", "EXIT_BUDGET"]
+__all__ = ["EXIT_BUDGET", "main"]
 
 EXAMPLES = """examples:
   diffssa simulate examples/dimerization.rxn --t-end 50 --points 50 --runs 10000 --seed 1 --out dimer.csv --plot dimer.png
@@ -143,7 +150,6 @@ def _metadata(args, command: str, network, overrides, **extra) -> dict:
 
 def _simulate_in_batches(network, times, runs, seed, max_steps, method="direct", on_exhausted="raise"):
     import jax
-
     from tqdm.auto import tqdm
 
     from .rng import as_key

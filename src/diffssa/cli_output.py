@@ -23,9 +23,19 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["MAX_RECORDED_BYTES", "MAX_CSV_BYTES", "MAX_TRAJECTORY_CSV_BYTES", "check_writable", "check_outputs",
-           "check_sizes",
-           "header_lines", "write_summary_csv", "write_trajectories", "plot_summary", "strict_json"]
+__all__ = [
+    "MAX_CSV_BYTES",
+    "MAX_RECORDED_BYTES",
+    "MAX_TRAJECTORY_CSV_BYTES",
+    "check_outputs",
+    "check_sizes",
+    "check_writable",
+    "header_lines",
+    "plot_summary",
+    "strict_json",
+    "write_summary_csv",
+    "write_trajectories",
+]
 
 MAX_RECORDED_BYTES = 2 * 2**30  # 2 GiB of recorded states (float32)
 MAX_CSV_BYTES = 2**30  # 1 GiB summary CSV

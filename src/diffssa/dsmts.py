@@ -33,8 +33,16 @@ from .model import ReactionNetwork
 from .sbml import load_sbml
 from .simulate import SimulationBudgetError, simulate
 
-__all__ = ["Attempt", "Case", "CaseResult", "read_case", "run_case", "run_conformance", "format_report",
-           "retry_seed"]
+__all__ = [
+    "Attempt",
+    "Case",
+    "CaseResult",
+    "format_report",
+    "read_case",
+    "retry_seed",
+    "run_case",
+    "run_conformance",
+]
 
 
 @dataclass(frozen=True)
