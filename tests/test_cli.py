@@ -12,6 +12,7 @@ from diffssa.language import load_network
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 DIMER = str(EXAMPLES / "dimerization.rxn")
+DECAY = "parameter k = 1\nparameter j = 2\nspecies X = 30\nX -> 0 @ k\n0 -> X @ j\n"
 
 
 def test_simulate_writes_mean_and_sd_columns(tmp_path):
@@ -19,7 +20,7 @@ def test_simulate_writes_mean_and_sd_columns(tmp_path):
     code = main(["simulate", DIMER, "--t-end", "10", "--points", "5", "--runs", "500", "--seed", "1",
                  "--out", str(out), "--plot", str(plot), "--param", "k2=0.02"])
     assert code == 0
-    frame = pd.read_csv(out)
+    frame = pd.read_csv(out, comment="#")
     assert list(frame.columns) == ["time", "P-mean", "P-sd", "P2-mean", "P2-sd"]
     assert frame["time"].tolist() == [0, 2, 4, 6, 8, 10]
     assert frame["P-mean"][0] == 100 and frame["P-sd"][0] == 0
@@ -41,7 +42,7 @@ def test_gradient_prints_one_json_object(capsys, estimator):
                  "--wrt", "k1,k2", "--estimator", estimator, "--json"])
     assert code == 0
     out = json.loads(capsys.readouterr().out)
-    assert set(out) == {"value", "gradient", "stderr", "estimator", "unbiased", "check"}
+    assert {"value", "gradient", "stderr", "estimator", "unbiased", "check"} <= set(out)
     assert out["estimator"] == {"auto": "pairs", "straight-through": "thinning"}.get(estimator, estimator)
     assert out["unbiased"] == (estimator in ("auto", "score-function"))
     assert (out["check"] is not None) == (estimator == "straight-through")
@@ -84,3 +85,118 @@ def test_demo_writes_plot_and_json(tmp_path, capsys):
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert {"k1", "k2", "k1_rel_error", "k2_rel_error", "trajectories", "seconds"} <= set(summary)
     assert (tmp_path / "dimerization-fit.png").stat().st_size > 1000
+
+
+def _run(tmp_path, *extra, name="o.csv"):
+    return main(["simulate", DIMER, "--t-end", "4", "--points", "4", "--runs", "20", "--out", str(tmp_path / name),
+                 *extra])
+
+
+def test_seeds_use_all_64_bits(tmp_path, capsys):
+    assert _run(tmp_path, "--seed", "0", name="a.csv") == 0
+    assert _run(tmp_path, "--seed", str(2**32), name="b.csv") == 0  # was jax.random.PRNGKey(seed): same as 0
+    body = [pd.read_csv(tmp_path / n, comment="#") for n in ("a.csv", "b.csv")]
+    assert not body[0].equals(body[1])
+    assert "# seed: 4294967296" in (tmp_path / "b.csv").read_text()
+    assert _run(tmp_path, "--seed", str(2**64)) == 2
+    assert "--seed" in capsys.readouterr().err
+
+
+def test_oscillator_seeds_use_all_64_bits():
+    import numpy as np
+
+    from diffssa.applications.oscillator import _simulate_batches
+
+    network = load_network(DIMER)
+    x = [next(_simulate_batches(network, [0.0, 5.0], {}, key=k, runs=4, batch=4, max_steps=1000)).states
+         for k in (0, 2**32)]
+    assert not np.array_equal(np.asarray(x[0]), np.asarray(x[1]))
+
+
+def test_exhausted_budget_is_exit_3_unless_allowed(tmp_path, capsys):
+    assert _run(tmp_path, "--max-steps", "5") == 3
+    err = capsys.readouterr().err
+    assert "20 of 20 trajectories" in err and "--max-steps" in err and "Traceback" not in err
+    assert not (tmp_path / "o.csv").exists()
+    assert _run(tmp_path, "--max-steps", "5", "--allow-exhausted") == 0
+    assert "warning" in capsys.readouterr().err
+    frame = pd.read_csv(tmp_path / "o.csv", comment="#")
+    assert frame["P-mean"].isna().iloc[-1] and frame["P-mean"].iloc[0] == 100
+    decay = tmp_path / "decay.rxn"
+    decay.write_text(DECAY)
+    assert main(["gradient", str(decay), "--t-end", "2", "--runs", "20", "--species", "X", "--wrt", "k",
+                 "--max-steps", "5"]) == 3
+    assert "--max-steps" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--points", "100000000"], "--points"),
+    (["--points", "1e8"], "--points"),
+    (["--points", "2.5"], "--points"),
+    (["--runs", "100000000", "--points", "1000"], "--runs"),
+    (["--points", "4", "--trajectories", "x.txt"], ".npz"),
+    (["--points", "4", "--runs", "5000000", "--trajectories", "t.csv"], ".npz"),
+    (["--points", "4", "--out", "missing/x.csv"], "--out missing/x.csv"),
+    (["--points", "4", "--plot", "missing/x.png"], "--plot"),
+    (["--points", "4", "--trajectories", "missing/x.npz"], "--trajectories"),
+    (["--points", "4", "--plot", "x.foo"], "--plot x.foo: unknown image format 'foo'"),
+    (["--points", "4", "--trajectories", "x.csv"], "--trajectories x.csv: the same file as --out"),
+    (["--points", "4", "--out", "."], "is a folder"),
+    (["--times", "0,2,1"], "--times: '1'"),
+    (["--times", "0,inf"], "--times: 'inf'"),
+    (["--times=-1,2"], "--times: '-1'"),
+    (["--times", "0,x"], "--times: 'x'"),
+    (["--times", "0,1", "--points", "4"], "--times"),
+    ([], "--t-end and --points"),
+])
+def test_simulate_refuses_before_running(tmp_path, capsys, monkeypatch, extra, message):
+    from diffssa import cli
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(cli, "_simulate_in_batches", lambda *a, **k: pytest.fail("simulated"))
+    args = ["simulate", DIMER, "--out", "x.csv"] + (["--t-end", "4"] if "--points" in extra else []) + extra
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("diffssa: error:") and message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_times_trajectories_and_provenance(tmp_path):
+    import numpy as np
+
+    out, traj, npz = tmp_path / "s.csv", tmp_path / "t.csv", tmp_path / "t.npz"
+    base = ["simulate", DIMER, "--times", "0,0.5,2,2,10", "--runs", "7", "--seed", "5", "--param", "k2=0.02",
+            "--plot", str(tmp_path / "p.png"), "--samples", "2", "--out", str(out)]
+    assert main(base + ["--trajectories", str(traj)]) == 0
+    assert main(base + ["--trajectories", str(npz)]) == 0
+    text = out.read_text()
+    for line in ["# seed: 5", f"# model: {DIMER}", "# runs: 7", "# max_steps: 100000", "# method: direct",
+                 "# parameters: k1=0.001 k2=0.02*", "# diffssa_version: "]:
+        assert line in text, line
+    summary = pd.read_csv(out, comment="#")
+    assert summary["time"].tolist() == [0, 0.5, 2, 2, 10]
+    long = pd.read_csv(traj, comment="#")
+    assert list(long.columns) == ["run", "time", "P", "P2"] and len(long) == 7 * 5
+    data = np.load(npz)
+    assert data["states"].shape == (7, 5, 2) and list(data["species"]) == ["P", "P2"]
+    assert json.loads(str(data["metadata"]))["overridden"] == ["k2"]
+    np.testing.assert_array_equal(long[["P", "P2"]].to_numpy().reshape(7, 5, 2), data["states"])
+    np.testing.assert_allclose(summary["P-mean"], data["states"][:, :, 0].mean(axis=0))
+    np.testing.assert_allclose(summary["P2-sd"], data["states"][:, :, 1].std(axis=0, ddof=1))
+    assert (tmp_path / "p.png").stat().st_size > 1000
+
+
+def test_one_run_gradient_json_is_strict(tmp_path, capsys):
+    decay = tmp_path / "decay.rxn"
+    decay.write_text(DECAY)
+    args = ["gradient", str(decay), "--t-end", "2", "--runs", "1", "--seed", "2", "--species", "X", "--wrt", "k",
+            "--param", "k=0.5"]
+    assert main(args + ["--json"]) == 0
+    captured = capsys.readouterr()
+    out = json.loads(captured.out, parse_constant=lambda c: pytest.fail(f"non-standard JSON {c}"))
+    assert out["stderr"]["k"] is None and out["runs"] == 1 and out["seed"] == 2
+    assert out["parameters"] == {"k": 0.5, "j": 2.0} and out["overridden"] == ["k"]
+    assert out["model"] == str(decay) and out["max_steps"] == 10_000 and "diffssa_version" in out
+    assert out["method"] == "direct" and out["species"] == "X" and out["t_end"] == 2
+    assert "Warning" not in captured.err
+    assert main(args) == 0
+    assert "at least 2 runs" in capsys.readouterr().out

@@ -1,5 +1,6 @@
 """Conformance with the SBML Discrete Stochastic Model Test Suite (the 21 cases in ../shared/dsmts)."""
 
+import json
 import math
 from pathlib import Path
 
@@ -87,3 +88,80 @@ def test_format_report():
         "00002 fail worst_z=-3.50 worst_sd=+6.00 (retried)",
         "1 passed, 1 failed",
     ]
+
+
+def _copy_case(tmp_path, case_id="00001"):
+    import shutil
+
+    target = tmp_path / case_id
+    shutil.copytree(SHARED / case_id, target)
+    return target
+
+
+@pytest.mark.skipif("00001" not in CASES, reason="case 00001 not found")
+@pytest.mark.parametrize("edit, message", [
+    (lambda d: (d / "00001-results.csv").unlink(), "missing 00001-results.csv"),
+    (lambda d: (d / "00001-settings.txt").unlink(), "missing 00001-settings.txt"),
+    (lambda d: (d / "00001-settings.txt").write_text("start: 0\nsteps: 50\nvariables: X\n"),
+     "00001-settings.txt: missing key 'duration'"),
+    (lambda d: (d / "00001-settings.txt").write_text("start: 0\nduration: fifty\nsteps: 50\nvariables: X\n"),
+     "00001-settings.txt:2: duration: 'fifty' is not a number"),
+    (lambda d: (d / "00001-settings.txt").write_text("start: 0\nduration: 50\nsteps: 5.5\nvariables: X\n"),
+     "00001-settings.txt:3: steps: '5.5' is not an integer"),
+    (lambda d: (d / "00001-settings.txt").write_text("start: 0\nduration: 50\nsteps: 50\nvariables: X\n"
+                                                     "meanRange: (3, oops)\n"), "00001-settings.txt:5: meanRange"),
+    (lambda d: (d / "00001-results.csv").write_text("time,X-mean,X-sd\n0,100,0\n1,x,4\n"), "00001-results.csv:3"),
+    (lambda d: (d / "00001-results.csv").write_text("time,X-mean\n0,100\n"), "no column 'X-sd'"),
+])
+def test_malformed_case_is_named(tmp_path, capsys, edit, message):
+    from diffssa.cli import main
+
+    folder = _copy_case(tmp_path)
+    edit(folder)
+    with pytest.raises(ValueError, match=message.replace("(", r"\(")):
+        read_case(folder)
+    assert main(["dsmts", str(folder), "--runs", "10"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("diffssa: error:") and message in err and "Traceback" not in err
+
+
+def test_folder_that_is_not_a_case(tmp_path, capsys):
+    from diffssa.cli import main
+
+    assert main(["dsmts", str(tmp_path), "--runs", "10"]) == 2
+    assert f"missing {tmp_path.name}-settings.txt" in capsys.readouterr().err
+    assert main(["dsmts", str(tmp_path / "nope"), "--runs", "10"]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+@pytest.mark.skipif("00001" not in CASES, reason="case 00001 not found")
+def test_retry_keeps_and_reports_the_first_failure(monkeypatch, capsys):
+    from diffssa.cli import main
+
+    statistics = {7: (np.array([0.5, -3.4]), np.array([1.0])), 8: (np.array([1.5]), np.array([-0.4]))}
+    monkeypatch.setattr(dsmts, "_statistics", lambda case, network, runs, seed, max_steps: statistics[seed])
+    result = run_case(read_case(SHARED / "00001"), runs=100, seed=7)
+    assert result.passed and result.retried and (result.worst_z, result.worst_y) == (1.5, -0.4)
+    assert result.attempts == (dsmts.Attempt(7, False, -3.4, 1.0), dsmts.Attempt(8, True, 1.5, -0.4))
+    line = format_report([result]).splitlines()[0]
+    assert line == ("00001 pass worst_z=+1.50 worst_sd=-0.40 (retried: seed 7 fail worst_z=-3.40 worst_sd=+1.00; "
+                    "seed 8 pass worst_z=+1.50 worst_sd=-0.40)")
+    assert main(["dsmts", str(SHARED / "00001"), "--runs", "100", "--seed", "7", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["passed"] == 1 and out["seed"] == 7 and out["runs"] == 100 and "diffssa_version" in out
+    assert out["cases"][0]["tries"] == [{"seed": 7, "passed": False, "worst_z": -3.4, "worst_sd": 1.0},
+                                        {"seed": 8, "passed": True, "worst_z": 1.5, "worst_sd": -0.4}]
+
+
+def test_retry_seed_stays_in_64_bits():
+    assert dsmts.retry_seed(1) == 2 and dsmts.retry_seed(2**64 - 1) == 0
+
+
+@pytest.mark.skipif("00001" not in CASES, reason="case 00001 not found")
+def test_exhausted_budget_is_exit_3(monkeypatch, capsys):
+    from diffssa.cli import main
+
+    monkeypatch.setattr(dsmts, "_step_budget", lambda case, network: 10)
+    assert main(["dsmts", str(SHARED / "00001"), "--runs", "20"]) == 3
+    err = capsys.readouterr().err
+    assert err.startswith("diffssa: error: case 00001 (seed 0): 20 of 20 trajectories ran out")

@@ -52,6 +52,7 @@ import jax
 import numpy as np
 
 from ..model import MassAction, Reaction, ReactionNetwork
+from ..rng import as_key
 from ..simulate import simulate, time_grid
 
 __all__ = [
@@ -254,7 +255,7 @@ def simulate_features(
 def _simulate_batches(network: ReactionNetwork, times, params: dict, *, key, runs: int, batch: int, max_steps: int):
     """``runs`` exact forward trajectories recorded at ``times``, yielded in batches of ``batch`` (batch
     ``i`` with key ``fold_in(key, i)``); ``params`` as in :func:`simulate_features`."""
-    key = jax.random.PRNGKey(key) if isinstance(key, (int, np.integer)) else key
+    key = as_key(key)  # all 64 bits of an integer seed (below 2**32: jax.random.PRNGKey(seed))
     for i, start in enumerate(range(0, runs, batch)):
         size = min(batch, runs - start)
         sub = {k: (v[start:start + size] if np.ndim(v) else v) for k, v in params.items()}
@@ -433,7 +434,7 @@ def pairs_local_model(
         return mean, (mean, tr.events)
 
     jacobian_of = jax.jit(jax.jacfwd(statistics, has_aux=True), static_argnums=2)
-    key = jax.random.PRNGKey(seed)
+    key = as_key(seed)
     centers, jacobians, events = [], [], []
     for i, start in enumerate(range(0, runs, batch)):
         size = min(batch, runs - start)
