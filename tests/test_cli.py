@@ -200,3 +200,48 @@ def test_one_run_gradient_json_is_strict(tmp_path, capsys):
     assert "Warning" not in captured.err
     assert main(args) == 0
     assert "at least 2 runs" in capsys.readouterr().out
+
+
+SWITCHED = """parameter k = 20
+species X = 0
+variable on = 1
+observable doubled = 2 * X + on
+0 -> X @= k * on
+X -> 0 @ 1
+event off when time >= 2: on = 0
+"""
+
+
+def test_variables_and_observables_reach_every_output(tmp_path):
+    """Summary and per-trajectory CSVs carry the variable and the observable; counts as integers."""
+    model = tmp_path / "switched.rxn"
+    model.write_text(SWITCHED)
+    out, long = tmp_path / "s.csv", tmp_path / "t.csv"
+    assert main(["simulate", str(model), "--times", "0,1,3", "--runs", "20", "--seed", "2", "--out", str(out),
+                 "--trajectories", str(long)]) == 0
+    summary = pd.read_csv(out, comment="#")
+    assert list(summary.columns) == ["time", "X-mean", "X-sd", "on-mean", "on-sd", "doubled-mean", "doubled-sd"]
+    assert summary["on-mean"].tolist() == [1.0, 1.0, 0.0]
+    rows = pd.read_csv(long, comment="#")
+    assert (rows["doubled"] == 2 * rows["X"] + rows["on"]).all()
+    assert str(rows["X"].dtype) == "int64"
+
+
+def test_large_counts_in_float64_and_growth_past_float32_named(tmp_path, capsys):
+    """2e7 molecules are simulated in float64 (recorded in the header); a float32 count that grows past
+    2**24 is exit 2 naming the species and --precision."""
+    big = tmp_path / "big.rxn"
+    big.write_text("species X = 20000000\nparameter mu = 0.0001\nX -> 0 @ mu\n")
+    out = tmp_path / "big.csv"
+    assert main(["simulate", str(big), "--t-end", "1", "--points", "1", "--runs", "50", "--seed", "0",
+                 "--out", str(out)]) == 0
+    assert "# precision: float64" in out.read_text()
+    table = pd.read_csv(out, comment="#")
+    assert table["X-sd"][1] > 20  # about 45: float32 counts would give 0
+    grow = tmp_path / "grow.rxn"
+    grow.write_text("species X = 16777000\nparameter k = 1000\n0 -> X @ k\n")
+    assert main(["simulate", str(grow), "--t-end", "1", "--points", "1", "--runs", "4", "--seed", "0",
+                 "--out", str(tmp_path / "g.csv")]) == 2
+    assert "species 'X' reached" in capsys.readouterr().err
+    assert main(["simulate", str(grow), "--t-end", "1", "--points", "1", "--runs", "4", "--seed", "0",
+                 "--precision", "float64", "--out", str(tmp_path / "g.csv")]) == 0

@@ -148,7 +148,8 @@ def _metadata(args, command: str, network, overrides, **extra) -> dict:
             "seed": args.seed, "runs": args.runs, "max_steps": args.max_steps, **extra}
 
 
-def _simulate_in_batches(network, times, runs, seed, max_steps, method="direct", on_exhausted="raise"):
+def _simulate_in_batches(network, times, runs, seed, max_steps, method="direct", on_exhausted="raise",
+                         precision="auto"):
     import jax
     from tqdm.auto import tqdm
 
@@ -161,7 +162,7 @@ def _simulate_in_batches(network, times, runs, seed, max_steps, method="direct",
         while done < runs:
             size = min(SIMULATION_BATCH, runs - done)
             parts.append(simulate(network, times, key=jax.random.fold_in(key, batch), runs=size, max_steps=max_steps,
-                                  method=method, on_exhausted=on_exhausted))
+                                  method=method, on_exhausted=on_exhausted, precision=precision))
             done, batch = done + size, batch + 1
             bar.update(size)
     return Trajectories(
@@ -170,6 +171,7 @@ def _simulate_in_batches(network, times, runs, seed, max_steps, method="direct",
         np.concatenate([np.asarray(p.exhausted) for p in parts]),
         np.concatenate([np.asarray(p.events) for p in parts]),
         parts[0].species,
+        observables={o: np.concatenate([np.asarray(p.observables[o]) for p in parts]) for o in parts[0].observables},
     )
 
 
@@ -179,20 +181,22 @@ def cmd_simulate(args) -> int:
     outputs = {"--out": args.out, "--plot": args.plot, "--trajectories": args.trajectories}
     check_outputs(outputs)
     network = _load(args.model, params)
-    check_sizes(args.runs, n_times, len(network.species), args.trajectories, times_option)
+    columns = len(network.state_names) + len(network.observables)
+    check_sizes(args.runs, n_times, columns, args.trajectories, times_option)
     times = grid()
-    result = _simulate_in_batches(network, times, args.runs, args.seed, args.max_steps, args.method, "ignore")
+    result = _simulate_in_batches(network, times, args.runs, args.seed, args.max_steps, args.method, "ignore",
+                                  args.precision)
     exhausted = int(np.sum(result.exhausted))
     if exhausted and not args.allow_exhausted:
         raise _BudgetExhausted(f"{exhausted} of {args.runs} trajectories ran out of the step budget (--max-steps "
                                f"{args.max_steps}) before time {float(times[-1]):g}; nothing written. Raise "
                                "--max-steps, or pass --allow-exhausted to write the output with blank cells")
-    meta = _metadata(args, "simulate", network, params, method=args.method)
+    meta = _metadata(args, "simulate", network, params, method=args.method, precision=str(result.states.dtype))
     if exhausted:
         meta["exhausted"] = f"{exhausted} of {args.runs} trajectories ran out of --max-steps (blank cells)"
     write_summary_csv(args.out, result, meta)
     if args.trajectories:
-        write_trajectories(args.trajectories, result, meta)
+        write_trajectories(args.trajectories, result, meta, len(network.species))
     if args.plot:
         plot_summary(result, args.plot, args.samples)
     if exhausted:
@@ -421,6 +425,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="exact algorithm: Gillespie's direct method (default) or the next-reaction method "
                         "(one random stream per reaction: runs with the same seed at different --param "
                         "values stay coupled)")
+    p.add_argument("--precision", choices=("auto", "float32", "float64"), default="auto",
+                   help="float type of the counts: float32 (exact below 2**24), float64 (exact below 2**53), or "
+                        "auto (default: float64 when an initial count reaches 2**24)")
     p.set_defaults(func=cmd_simulate)
 
     p = sub.add_parser("gradient", help="estimate E[X(T)] and its gradient in parameters; print JSON")

@@ -132,38 +132,33 @@ def _write_csv(path, meta: dict, frame) -> None:
 
 
 def write_summary_csv(path, result, meta: dict) -> None:
-    """``time, <species>-mean, <species>-sd`` (the layout of ``Trajectories.to_csv``; SD with n - 1,
-    0 for a single run) after the header; a time some trajectory did not reach is blank (NaN)."""
+    """``time, <name>-mean, <name>-sd`` for every species, variable and observable
+    (:meth:`~diffssa.trajectories.Trajectories.summary_table`; SD with n - 1, 0 for a single run) after
+    the header; a time some trajectory did not reach is blank (NaN)."""
     import pandas as pd
 
-    states = np.asarray(result.states)
-    runs = states.shape[0]
-    table = {"time": np.asarray(result.times)}
-    for i, s in enumerate(result.species):
-        x = states[:, :, i].astype(np.float64)  # one species at a time: no float64 copy of every state
-        table[f"{s}-mean"] = x.mean(axis=0)
-        table[f"{s}-sd"] = x.std(axis=0, ddof=1 if runs > 1 else 0)
-    _write_csv(path, meta, pd.DataFrame(table))
+    _write_csv(path, meta, pd.DataFrame(result.summary_table()))
 
 
-def write_trajectories(path, result, meta: dict) -> None:
-    """Every trajectory: ``.csv`` long format ``run,time,<species...>`` (one row per run and time, counts
-    as integers, blank where the step budget ran out) or ``.npz`` (``times`` (T,), ``states`` (B, T, S)
-    float32, ``exhausted`` (B,), ``species`` (S,), ``metadata``: the header as a JSON string)."""
+def write_trajectories(path, result, meta: dict, n_counts: int) -> None:
+    """Every trajectory: ``.csv`` long format ``run,time,<species...>,<variables...>,<observables...>``
+    (one row per run and time; the first ``n_counts`` columns are counts, written as integers; blank
+    where the step budget ran out) or ``.npz`` (``times`` (T,), ``states`` (B, T, S), ``exhausted`` (B,),
+    ``species`` (S,), ``observable_<name>`` (B, T), ``metadata``: the header as a JSON string)."""
     states = np.asarray(result.states)
     if Path(path).suffix.lower() == ".npz":
+        observables = {f"observable_{o}": np.asarray(v) for o, v in result.observables.items()}
         with open(path, "wb") as f:  # np.savez would append .npz to a path that lacks it
             np.savez_compressed(f, times=np.asarray(result.times), states=states,
                                 exhausted=np.asarray(result.exhausted), species=np.array(result.species),
-                                metadata=np.array(json.dumps(_finite(meta), allow_nan=False)))
+                                metadata=np.array(json.dumps(_finite(meta), allow_nan=False)), **observables)
         return
     import pandas as pd
 
-    b, t, _ = states.shape
-    frame = {"run": np.repeat(np.arange(b), t), "time": np.tile(np.asarray(result.times), b)}
-    for i, s in enumerate(result.species):
-        frame[s] = pd.Series(states[:, :, i].ravel()).round().astype("Int64")  # NaN -> blank
-    _write_csv(path, meta, pd.DataFrame(frame))
+    frame = result.to_dataframe(summary=False)
+    for s in result.species[:n_counts]:
+        frame[s] = frame[s].round().astype("Int64")  # NaN -> blank
+    _write_csv(path, meta, frame)
 
 
 def plot_summary(result, path: str, samples: int = 3) -> None:

@@ -318,7 +318,7 @@ def _report_invalid(counts, runs, labels):
                          "set to a non-negative integer (round it explicitly, e.g. floor(X / 2))")
     raise ValueError(
         f"species {label!r} reached the largest count its float type keeps exactly ({where}): 2**24 = 16,777,216 "
-        "in float32 (simulate with precision='float64', exact to 2**53), 2**53 in float64")
+        "in float32 (simulate with precision='float64', or --precision float64: exact to 2**53), 2**53 in float64")
 
 
 def _report_exhausted(count, runs, max_steps, on_exhausted, what="trajectories"):

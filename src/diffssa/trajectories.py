@@ -195,9 +195,10 @@ class Trajectories:
         return table
 
     def _columns(self) -> dict[str, np.ndarray]:
-        """name -> (B, T) float64 values of every species, variable and observable."""
-        states = np.asarray(self.states, dtype=np.float64)
-        columns = {s: states[:, :, i] for i, s in enumerate(self.species)}
+        """name -> (B, T) float64 values of every species, variable and observable (one column at a
+        time in float64: no float64 copy of every state)."""
+        states = np.asarray(self.states)
+        columns = {s: states[:, :, i].astype(np.float64) for i, s in enumerate(self.species)}
         columns.update({o: np.asarray(v, dtype=np.float64) for o, v in self.observables.items()})
         return columns
 
