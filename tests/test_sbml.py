@@ -10,7 +10,7 @@ import pytest
 
 from conftest import dimerization, immigration_death
 from diffssa import Event, MassAction, Propensity, Reaction, ReactionNetwork, simulate
-from diffssa.expressions import BinOp, Call, Num, Sym
+from diffssa.expressions import BinOp, Call, Num, Sym, evaluate
 from diffssa.sbml import SBMLError, load_sbml, write_sbml
 
 
@@ -34,7 +34,7 @@ def parameter(pid, value=None):
     return f'<parameter id="{pid}" {value} constant="true"/>'
 
 
-def reaction(rid, reactants, products, law, local=None, fast="false", extra=""):
+def reaction(rid, reactants, products, law, local=None, fast="false", extra="", reversible=False):
     def refs(tag, side):
         if not side:
             return ""
@@ -45,7 +45,7 @@ def reaction(rid, reactants, products, law, local=None, fast="false", extra=""):
     params = "".join(f'<localParameter id="{p}" value="{v}"/>' for p, v in (local or {}).items())
     params = f"<listOfLocalParameters>{params}</listOfLocalParameters>" if params else ""
     return (
-        f'<reaction id="{rid}" reversible="false" fast="{fast}" {extra}>'
+        f'<reaction id="{rid}" reversible="{str(reversible).lower()}" fast="{fast}" {extra}>'
         f'{refs("listOfReactants", reactants)}{refs("listOfProducts", products)}'
         f"<kineticLaw>{mathml(law)}{params}</kineticLaw></reaction>"
     )
@@ -61,11 +61,11 @@ def event(eid, trigger, assignments, extra="", persistent="true", inner=""):
 
 
 def write_model(tmp_path, species_xml, reactions_xml, params_xml="", size="1", rules="", initial="", events="",
-                functions="", name="model.xml"):
+                functions="", name="model.xml", units="", model_attrs=""):
     size = f'size="{size}"' if size is not None else ""
     text = f"""<?xml version="1.0" encoding="UTF-8"?>
 <sbml xmlns="http://www.sbml.org/sbml/level3/version1/core" level="3" version="1">
-  <model id="m">
+  <model id="m" {model_attrs}>{f"<listOfUnitDefinitions>{units}</listOfUnitDefinitions>" if units else ""}
     {f"<listOfFunctionDefinitions>{functions}</listOfFunctionDefinitions>" if functions else ""}
     <listOfCompartments><compartment id="C" spatialDimensions="3" {size} constant="true"/></listOfCompartments>
     <listOfSpecies>{''.join(species_xml)}</listOfSpecies>
@@ -374,3 +374,88 @@ def test_write_refuses_callable_laws(tmp_path):
     net = ReactionNetwork({"X": 1}, {"k": 1.0}, [Reaction({"X": 1}, {}, Propensity(lambda x, p: p["k"] * x["X"]))])
     with pytest.raises(ValueError, match="callable"):
         write_sbml(net, tmp_path / "out.xml")
+
+
+MICROMOLE = ('<unitDefinition id="umol"><listOfUnits><unit kind="mole" exponent="1" scale="-6" multiplier="1"/>'
+             "</listOfUnits></unitDefinition>")
+
+
+def _micromolar_model(tmp_path, name="conc.xml"):
+    """0.1 uM of X in 1e-15 L (60.2 molecules), degraded at k = 0.5 per unit of time; law in umol / time."""
+    return write_model(
+        tmp_path,
+        [species("X", conc=0.1, hosu=False), species("Y", conc=0, hosu=False)],
+        [reaction("deg", {"X": 1}, {"Y": 1}, "C * k * X")],
+        [parameter("k", 0.5)],
+        size="1e-15", units=MICROMOLE, model_attrs='substanceUnits="umol"', name=name,
+        events=event("dose", "time >= 1", {"X": "X + 0.2"}),
+    )
+
+
+def test_tiny_concentrations_are_refused_without_a_scale_never_loaded_as_zeros(tmp_path):
+    with pytest.raises(SBMLError, match=r"species 'X': initial amount 1e-16 is not a whole number.*scale="):
+        load_sbml(_micromolar_model(tmp_path))
+
+
+def test_avogadro_scale_converts_substance_units_to_molecules(tmp_path):
+    with pytest.warns(UserWarning, match=r"rounded to whole molecules: X 60\.2214 -> 60"):
+        net = load_sbml(_micromolar_model(tmp_path), scale="avogadro")
+    f = 6.02214179e23 * 1e-6  # molecules per umol
+    assert net.species == {"X": 60, "Y": 0}
+    np.testing.assert_allclose(rates(net), [0.5 * 60], rtol=1e-5)  # f * C * k * (X / (f * C))
+    (dose,) = net.events  # X + 0.2 uM in 1e-15 L: 120.4 more molecules (rounded when the event fires)
+    value = evaluate(dose.assignments["X"], {"X": 60.0, "Y": 0.0, "k": 0.5, "time": 1.0})
+    np.testing.assert_allclose(value, 60 + 0.2 * 1e-15 * f, rtol=1e-6)
+
+
+def test_numeric_scale_and_its_refusals(tmp_path):
+    path = _micromolar_model(tmp_path)
+    with pytest.raises(SBMLError, match=r"model 'm': every initial amount rounds to 0 molecules with scale=1000\.0"):
+        load_sbml(path, scale=1000.0)
+    net = load_sbml(path, scale=1e18)  # 1e18 molecules per umol: X = 100 exactly, no warning
+    assert net.species == {"X": 100, "Y": 0}
+    np.testing.assert_allclose(rates(net), [0.5 * 100], rtol=1e-5)
+    for bad in (0, -1.0, "moles", True):
+        with pytest.raises(SBMLError, match=r"scale must be None, 'avogadro' or a positive number"):
+            load_sbml(path, scale=bad)
+    grams = write_model(tmp_path, [species("X", amount=1)], [reaction("r", {"X": 1}, {}, "X")],
+                        model_attrs='substanceUnits="gram"', name="grams.xml")
+    with pytest.raises(SBMLError, match=r"unit 'gram': is not a substance unit"):
+        load_sbml(grams, scale="avogadro")
+    unset = write_model(tmp_path, [species("X", amount=1)], [reaction("r", {"X": 1}, {}, "X")], name="unset.xml")
+    with pytest.raises(SBMLError, match=r"needs the model's substanceUnits"):
+        load_sbml(unset, scale="avogadro")
+    items = write_model(tmp_path, [species("X", amount=7)], [reaction("r", {"X": 1}, {}, "X")],
+                        model_attrs='substanceUnits="item"', name="items.xml")
+    assert load_sbml(items, scale="avogadro").species == {"X": 7}
+
+
+def test_reversible_net_laws_are_split_into_two_reactions(tmp_path):
+    reactions = [
+        reaction("bind", {"A": 1, "B": 1}, {"D": 1}, "C * (kf * A * B - kr * D)", reversible=True),
+        reaction("mm", {"D": 1}, {"E": 1}, "(V * D / K - V2 * E / K2) / (1 + D / K + E / K2)", reversible=True),
+        reaction("flagged", {"E": 1}, {}, "k * E", reversible=True),  # cannot be negative: kept as it is
+    ]
+    params = [parameter(p, v) for p, v in dict(kf=0.1, kr=2.0, V=3.0, K=4.0, V2=5.0, K2=6.0, k=0.7).items()]
+    path = write_model(tmp_path, [species(s, amount=n) for s, n in dict(A=10, B=5, D=3, E=2).items()],
+                       reactions, params, size="2")
+    net = load_sbml(path)
+    assert [r.name for r in net.reactions] == ["bind_forward", "bind_reverse", "mm_forward", "mm_reverse", "flagged"]
+    np.testing.assert_array_equal(
+        net.stoichiometry,
+        [[-1, -1, 1, 0], [1, 1, -1, 0], [0, 0, -1, 1], [0, 0, 1, -1], [0, 0, 0, -1]],
+    )
+    denominator = 1 + 3 / 4 + 2 / 6
+    np.testing.assert_allclose(
+        rates(net), [2 * 0.1 * 50, 2 * 2.0 * 3, 3 * 3 / 4 / denominator, 5 * 2 / 6 / denominator, 0.7 * 2], rtol=1e-5
+    )
+
+
+def test_reversible_laws_that_are_not_a_difference_are_refused_at_load(tmp_path):
+    path = write_model(
+        tmp_path, [species("A", amount=1), species("D", amount=1)],
+        [reaction("odd", {"A": 1}, {"D": 1}, "kf * A + (kr * D - 1)", reversible=True)],
+        [parameter("kf", 1.0), parameter("kr", 1.0)],
+    )
+    with pytest.raises(SBMLError, match=r"reaction 'odd': reversible with a kinetic law that is not a difference"):
+        load_sbml(path)
