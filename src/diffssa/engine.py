@@ -31,7 +31,8 @@ from .model import CompiledNetwork
 from .rng import uniforms
 
 __all__ = ["Carry", "make_step", "make_core", "build_runner", "forward_loop", "over_devices", "pad_batch",
-           "reaction_index", "checked_propensities", "invalid_rate_constants", "recorded_states"]
+           "reaction_index", "checked_propensities", "invalid_rate_constants", "recorded_states", "problem_labels",
+           "flag", "flag_counts"]
 
 UNROLL = 4  # forward-path steps per while-loop iteration (fewer loop-condition checks)
 BATCH_SLICE = 10_000  # differentiable path: trajectories per rematerialised slice of the batch
@@ -49,7 +50,7 @@ class Carry(NamedTuple):
     key: jax.Array  # (2,) uint32 Threefry key of the trajectory
     done: jax.Array  # (Et,) time events already applied
     trig: jax.Array  # (Es,) state-event trigger values
-    invalid: jax.Array  # () 1 + the first reaction met with a negative or non-finite propensity; 0 if none
+    invalid: jax.Array  # () the first problem met (problem_labels: 1-based code), 0 if none
     engine: Any  # the engine's state (next-reaction: time left and firings per channel)
     estimator: Any  # the estimator's state
 
@@ -70,6 +71,34 @@ def initial_carry(x0, keys, n_grid: int, *, invalid, done=None, trig=None, engin
         engine=engine,
         estimator=estimator,
     )
+
+
+def problem_labels(compiled: CompiledNetwork) -> tuple[tuple[str, str], ...]:
+    """``(kind, label)`` of each problem code a trajectory can be flagged with (code ``i + 1``): a
+    reaction whose law was negative or not finite (``"reaction"``), an event assignment that did not
+    give a count (``"assignment"``), a species that reached the largest count kept exactly in the
+    state's float type (``"count"``)."""
+    events = compile_events(compiled.events, compiled.species, compiled.parameters, compiled.n_counts)
+    return (tuple(("reaction", r) for r in compiled.reactions)
+            + tuple(("assignment", a) for a in events.assignment_labels)
+            + tuple(("count", s) for s in compiled.species[:compiled.n_counts]))
+
+
+def exact_count_limit(dtype) -> float:
+    """The count from which ``+ 1`` may be lost in ``dtype`` (2**24 for float32, 2**53 for float64)."""
+    return float(2 ** (jnp.finfo(dtype).nmant + 1))
+
+
+def flag(invalid, condition, code):
+    """``invalid`` with ``code`` where ``condition`` holds and no problem was flagged before."""
+    return jnp.where((invalid == 0) & condition, code, invalid).astype(invalid.dtype)
+
+
+def flag_counts(compiled: CompiledNetwork, n_assignments: int, invalid, x):
+    """``invalid`` flagged (code of the first such species) if a count reached the exact limit of its type."""
+    over = x[:compiled.n_counts] >= exact_count_limit(x.dtype)
+    first = len(compiled.reactions) + n_assignments + 1 + jnp.argmax(over)
+    return flag(invalid, jnp.any(over), first)
 
 
 def invalid_rate_constants(compiled: CompiledNetwork, theta):
@@ -124,6 +153,7 @@ def make_step(compiled: CompiledNetwork, events: CompiledEvents, grid, max_steps
     n_reactions, n_species = nu.shape
     nu_null = jnp.concatenate([nu, jnp.zeros((1, n_species), nu.dtype)])
     n_grid = grid.shape[0]
+    n_assignments = len(events.assignment_labels)
     factor = estimator.thinning_factor
     thinning = factor is not None
 
@@ -174,14 +204,17 @@ def make_step(compiled: CompiledNetwork, events: CompiledEvents, grid, max_steps
         done, trig = c.done, c.trig
         if events.n_time:
             mask = jax.nn.one_hot(which, events.n_time, dtype=bool) & timed
-            x = events.apply_time(mask, x, theta, t_event)
+            x, bad = events.apply_time(mask, x, theta, t_event)
+            invalid = flag(invalid, bad > 0, n_reactions + bad)
             t = jnp.where(timed, t_event, t)
             done = done | mask
         if events.n_state:
             changed = fire | timed
             now = events.triggers(x, theta, t)
-            x = events.apply_state(changed & now & ~c.trig, x, theta, t)
+            x, bad = events.apply_state(changed & now & ~c.trig, x, theta, t)
+            invalid = flag(invalid, bad > 0, n_reactions + bad)
             trig = jnp.where(changed, events.triggers(x, theta, t), c.trig)
+        invalid = flag_counts(compiled, n_assignments, invalid, x)
         new = c._replace(x=x, t=t, n=c.n + (fire | timed).astype(c.n.dtype), r=r_next, buf=buf, done=done, trig=trig,
                          invalid=invalid, estimator=estimator.update(c.estimator, view, delta))
         return new, due & ~fire
@@ -189,20 +222,24 @@ def make_step(compiled: CompiledNetwork, events: CompiledEvents, grid, max_steps
     return step
 
 
-def initial_events(events: CompiledEvents, x, theta):
-    """Events at time 0: triggers already true whose value before time 0 was false fire now."""
+def initial_events(events: CompiledEvents, x, theta, n_reactions: int):
+    """Events at time 0: triggers already true whose value before time 0 was false fire now.
+    ``(x, done, trig, invalid)``: ``invalid`` the problem code of an assignment that gave no count."""
     t0 = jnp.zeros((), x.dtype)
     done = jnp.zeros((events.n_time,), bool)
+    invalid = jnp.zeros((), jnp.int32)
     if events.n_time:
         due = events.times(theta) <= 0
-        x = events.apply_time(due & ~jnp.array(events.time_initial), x, theta, t0)
+        x, bad = events.apply_time(due & ~jnp.array(events.time_initial), x, theta, t0)
+        invalid = flag(invalid, bad > 0, n_reactions + bad)
         done = due
     trig = jnp.zeros((events.n_state,), bool)
     if events.n_state:
         now = events.triggers(x, theta, t0)
-        x = events.apply_state(now & ~jnp.array(events.state_initial), x, theta, t0)
+        x, bad = events.apply_state(now & ~jnp.array(events.state_initial), x, theta, t0)
+        invalid = flag(invalid, bad > 0, n_reactions + bad)
         trig = events.triggers(x, theta, t0)
-    return x, done, trig
+    return x, done, trig, invalid
 
 
 def make_core(compiled: CompiledNetwork, n_grid: int, max_steps: int, estimator: Estimator,
@@ -212,15 +249,16 @@ def make_core(compiled: CompiledNetwork, n_grid: int, max_steps: int, estimator:
     (B, ...) at the start (``None``: its :meth:`~Estimator.init`) and the end; ``invalid`` (B,): 1 + the
     first reaction met with a negative or non-finite law, else 0. ``differentiable``: the
     rematerialised scan driver (derivatives flow through it) instead of the early-exit while loop."""
-    events = compile_events(compiled.events, compiled.species, compiled.parameters)
+    events = compile_events(compiled.events, compiled.species, compiled.parameters, compiled.n_counts)
+    n_reactions = len(compiled.reactions)
 
     def core(grid, theta, x0, keys, state0):
         step = jax.vmap(make_step(compiled, events, grid, max_steps, estimator))
-        x0, done, trig = jax.vmap(lambda x, th: initial_events(events, x, th))(x0, theta)
+        x0, done, trig, invalid = jax.vmap(lambda x, th: initial_events(events, x, th, n_reactions))(x0, theta)
         if state0 is None:
             state0 = jax.vmap(lambda _: estimator.init(x0.shape[1], n_grid))(x0)
-        carry = initial_carry(x0, keys, n_grid, done=done, trig=trig, invalid=invalid_rate_constants(compiled, theta),
-                              estimator=state0)
+        invalid = jnp.where(invalid > 0, invalid, invalid_rate_constants(compiled, theta))
+        carry = initial_carry(x0, keys, n_grid, done=done, trig=trig, invalid=invalid, estimator=state0)
         if differentiable:
             carry = differentiable_loop(step, carry, theta, n_grid, max_steps, chunk)
         else:

@@ -6,6 +6,11 @@ parameters only: it fires at the instant a reaction makes it turn from false to 
 change at reactions, so this is exact). Assignments are evaluated with the values just before the
 event, simultaneous events in the order they were declared. Cascades (an event's assignment
 triggering another event at the same instant) are not followed.
+
+A species must be assigned a whole number >= 0 (values within float rounding of one are rounded): an
+assignment that computes anything else is not applied, and the trajectory is flagged with the
+assignment's code (1-based, in :attr:`CompiledEvents.assignment_labels`) so that the simulator can
+name the event and species. Variables take the assigned value as it is.
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ class CompiledEvents(NamedTuple):
     ``times(theta) -> (Et,)`` firing times of the time events.
     ``triggers(x, theta, t) -> (Es,)`` boolean values of the state triggers.
     ``apply_time(mask (Et,), x, theta, t) -> x`` and ``apply_state(mask (Es,), x, theta, t) -> x``.
+    Both appliers return ``(x, bad)``: ``bad`` () int32 is 0, or 1 + the index in
+    ``assignment_labels`` of the first species assignment that did not give a whole number >= 0.
     ``time_initial`` / ``state_initial``: the triggers' values before time 0.
     """
 
@@ -38,6 +45,7 @@ class CompiledEvents(NamedTuple):
     apply_state: object
     time_initial: tuple[bool, ...]
     state_initial: tuple[bool, ...]
+    assignment_labels: tuple[str, ...]  # "event E: assignment to species 'X'", time events first
 
 
 def _time_threshold(trigger: Expr) -> Expr | None:
@@ -52,18 +60,31 @@ def _time_threshold(trigger: Expr) -> Expr | None:
     return None
 
 
-def _applier(events: Sequence[Event], species: tuple[str, ...], params: tuple[str, ...]):
+def _count_assignments(events: Sequence[Event], species: tuple[str, ...], n_counts: int):
+    """(event index, species) of every assignment to a count, in order."""
+    return [(i, s) for i, ev in enumerate(events) for s in ev.assignments if species.index(s) < n_counts]
+
+
+def _applier(events: Sequence[Event], species: tuple[str, ...], params: tuple[str, ...], n_counts: int, offset: int):
+    codes = {pair: offset + 1 + k for k, pair in enumerate(_count_assignments(events, species, n_counts))}
+
     def apply(mask, x, theta, t):
         env = _env(species, params, x, theta, t)
-        out = x
+        out, bad = x, jnp.zeros((), jnp.int32)
         for i, ev in enumerate(events):
-            new = out
+            new, wrong = out, jnp.zeros((), jnp.int32)
             for s, expr in ev.assignments.items():
                 value = jnp.asarray(evaluate(expr, env), dtype=x.dtype)
-                rounded = value + jax.lax.stop_gradient(jnp.round(value) - value)  # counts; gradient kept
-                new = new.at[species.index(s)].set(rounded)
+                j = species.index(s)
+                if j < n_counts:  # a count: a whole number >= 0 (float rounding forgiven), gradient kept
+                    rounded = jnp.round(value)
+                    ok = (rounded >= 0) & (jnp.abs(value - rounded) <= 1e-4 * jnp.maximum(1.0, rounded))
+                    wrong = jnp.where((wrong == 0) & ~ok, codes[i, s], wrong)
+                    value = jnp.where(ok, value + jax.lax.stop_gradient(rounded - value), out[j])
+                new = new.at[j].set(value)
             out = jnp.where(mask[i], new, out)
-        return out
+            bad = jnp.where((bad == 0) & mask[i], wrong, bad)
+        return out, bad
 
     return apply
 
@@ -75,8 +96,11 @@ def _env(species, params, x, theta, t):
     return env
 
 
-def compile_events(events: Sequence[Event], species: tuple[str, ...], params: tuple[str, ...]) -> CompiledEvents:
-    """Classify and compile events; refuses triggers that mix time and species."""
+def compile_events(events: Sequence[Event], species: tuple[str, ...], params: tuple[str, ...],
+                   n_counts: int | None = None) -> CompiledEvents:
+    """Classify and compile events; refuses triggers that mix time and species. ``species``: the names
+    along the state vector, of which the first ``n_counts`` (default all) are counts."""
+    n_counts = len(species) if n_counts is None else n_counts
     timed, thresholds, state = [], [], []
     for i, ev in enumerate(events):
         threshold = _time_threshold(ev.trigger)
@@ -102,13 +126,18 @@ def compile_events(events: Sequence[Event], species: tuple[str, ...], params: tu
         env = _env(species, params, x, theta, t)
         return jnp.stack([jnp.asarray(evaluate(ev.trigger, env), dtype=bool) for ev in state])
 
+    timed_counts = _count_assignments(timed, species, n_counts)
+    names = {id(ev): ev.name or f"#{i + 1}" for i, ev in enumerate(events)}
+    labels = tuple(f"event {names[id(group[i])]}: assignment to species {s!r}"
+                   for group in (timed, state) for i, s in _count_assignments(group, species, n_counts))
     return CompiledEvents(
         len(timed),
         len(state),
         times,
         triggers,
-        _applier(timed, species, params),
-        _applier(state, species, params),
+        _applier(timed, species, params, n_counts, 0),
+        _applier(state, species, params, n_counts, len(timed_counts)),
         tuple(ev.initial_value for ev in timed),
         tuple(ev.initial_value for ev in state),
+        labels,
     )

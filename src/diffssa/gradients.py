@@ -24,6 +24,7 @@ import numpy as np
 from .estimators import Estimator, get_estimator
 from .model import ReactionNetwork
 from .rng import as_key
+from .engine import problem_labels
 from .simulate import report_problems, simulate
 
 __all__ = ["GradientEstimate", "BiasWarning", "estimate_gradient", "GradCheck", "GradCheckRow", "gradcheck"]
@@ -113,7 +114,7 @@ def estimate_gradient(
         size = min(batch_size, runs - done)
         theta = {name: jnp.full((size,), base[name], jnp.float32) for name in wrt}
         (x, invalid, exhausted, pair_exhausted), jac = per_run(theta, jax.random.fold_in(key, batch), size)
-        report_problems(invalid, exhausted, pair_exhausted, network.compile().reactions, max_steps)
+        report_problems(invalid, exhausted, pair_exhausted, problem_labels(network.compile()), max_steps)
         x = np.asarray(x)
         values.append(x)
         for name in wrt:

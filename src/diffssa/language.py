@@ -18,6 +18,10 @@ may come in any order (names are resolved once the whole text is read).
 * ``species NAME = COUNT``: a species and its initial molecule count (non-negative integer), in
   declaration order, which is the order of the state vector. Species are never created implicitly:
   a reaction or event naming an undeclared species is an error.
+* ``variable NAME = NUMBER``: a real-valued quantity that only events change (a switch, a forcing),
+  read by ``@=`` propensities, conditions and assignments; see :class:`diffssa.model.ReactionNetwork`.
+* ``observable NAME = EXPRESSION``: an output computed at every recorded time from species,
+  variables and parameters (``observable total = P + 2 * P2``).
 * ``volume NUMBER``: system volume for mass action (default 1): a reaction of order ``n`` (total
   reactant coefficient) with rate constant ``k`` fires at ``k * V**(1 - n) * prod_s C(x_s, n_s)``.
 * ``network NAME``: the network's name (free text up to the end of the line).
@@ -29,7 +33,7 @@ may come in any order (names are resolved once the whole text is read).
   ``hill(x, K, n)`` and the other functions of :mod:`diffssa.expressions`.
 * ``[NAME:] LEFT <-> RIGHT @ FORWARD, BACKWARD``: two reactions (``@=`` takes two propensities
   the same way); a name ``n`` names them ``n_fwd`` and ``n_rev``.
-* ``event [NAME] [initially false] when CONDITION: SPECIES = VALUE, ...``: see
+* ``event [NAME] [initially false] when CONDITION: TARGET = VALUE, ...`` (a species or a variable): see
   :class:`diffssa.model.Event`. ``CONDITION`` is ``A OP B`` with ``OP`` one of
   ``>= > <= < == !=`` (stored as ``geq(A, B)``, ``gt``, ``leq``, ``lt``, ``eq``, ``neq``) or a
   boolean expression such as ``and(gt(X, 3), lt(Y, 2))``; the name ``time`` is the simulation time.
@@ -44,7 +48,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from .expressions import Call, Expr, parse_expression, symbols, to_string
-from .model import TIME, Event, MassAction, Propensity, Reaction, ReactionNetwork
+from .model import TIME, Event, MassAction, Propensity, Reaction, ReactionNetwork, check_count
 
 __all__ = ["ReactionLanguageError", "parse_network", "load_network", "format_network", "SUFFIXES"]
 
@@ -52,7 +56,8 @@ SUFFIXES = {".rxn": "reaction language", ".txt": "reaction language", ".xml": "S
 
 _NAME = r"[A-Za-z_][A-Za-z0-9_']*"  # the names that expressions can refer to
 _IS_NAME = re.compile(_NAME + r"\Z")
-_KEYWORD = re.compile(r"(parameter|species|volume|network|event)\b\s*(.*)\Z")
+_KEYWORD = re.compile(r"(parameter|species|variable|observable|volume|network|event)\b\s*(.*)\Z")
+_OBSERVABLE = re.compile(rf"({_NAME})\s*=\s*(.+)\Z")
 _DECLARATION = re.compile(rf"({_NAME})\s*=\s*(\S+)\Z")
 _LABEL = re.compile(rf"({_NAME})\s*:\s*(.*)\Z")
 _TERM = re.compile(rf"(?:(\d+(?:\.\d*)?)\s*)?({_NAME})\Z")
@@ -96,12 +101,15 @@ def format_network(network: ReactionNetwork) -> str:
     name = network.name
     if name and (name != name.strip() or "#" in name or "\n" in name):
         raise ValueError(f"network name {name!r} cannot be written: no '#', newlines or surrounding spaces")
-    for kind, names in [("species", network.species), ("parameter", network.parameters)]:
+    for kind, names in [("species", network.species), ("parameter", network.parameters),
+                        ("variable", network.variables), ("observable", network.observables)]:
         for n in names:
             _check_name(n, kind)
     lines = [f"network {name}"] if name else []
     lines += [f"parameter {p} = {v!r}" for p, v in network.parameters.items()]
     lines += [f"species {s} = {n}" for s, n in network.species.items()]
+    lines += [f"variable {v} = {x!r}" for v, x in network.variables.items()]
+    lines += [f"observable {o} = {to_string(e)}" for o, e in network.observables.items()]
     if network.volume != 1.0:
         lines.append(f"volume {network.volume!r}")
     for i, r in enumerate(network.reactions):
@@ -187,6 +195,8 @@ class _Parser:
         self.declared: dict[str, tuple[str, int]] = {}  # name -> (kind, line number)
         self.species: dict[str, int] = {}
         self.parameters: dict[str, float] = {}
+        self.variables: dict[str, float] = {}
+        self.observables: dict[str, Expr] = {}
         self.settings: dict[str, tuple[object, int]] = {}  # 'volume' / 'network' -> (value, line number)
         self.reactions: list[tuple[Reaction, int, str]] = []  # (reaction, line number, line text)
         self.events: list[tuple[Event, int, str]] = []
@@ -210,21 +220,22 @@ class _Parser:
         m = _KEYWORD.match(line)
         if m is None:
             raise ValueError("malformed line: expected a reaction with '->' or a declaration "
-                             "(parameter, species, volume, network, event)")
+                             "(parameter, species, variable, observable, volume, network, event)")
         keyword, rest = m.groups()
         if keyword == "event":
             return self.event(rest, number, line)
         if keyword in ("volume", "network"):
             return self.setting(keyword, rest.removeprefix("=").strip(), number)
-        m = _DECLARATION.match(rest)
+        m = (_OBSERVABLE if keyword == "observable" else _DECLARATION).match(rest)
         if m is None:
-            raise ValueError(f"malformed declaration: expected '{keyword} NAME = VALUE'")
+            raise ValueError(f"malformed declaration: expected '{keyword} NAME = "
+                             f"{'EXPRESSION' if keyword == 'observable' else 'VALUE'}'")
         name, value = m.groups()
-        v = _number(value, f"value of {keyword} {name!r}")
-        if keyword == "parameter" and not math.isfinite(v):
-            raise ValueError(f"parameter {name!r} must be finite, got {value!r}")
-        if keyword == "species" and not (math.isfinite(v) and v >= 0 and v.is_integer()):
-            raise ValueError(f"initial count of species {name!r} must be a non-negative integer, got {value!r}")
+        v = parse_expression(value) if keyword == "observable" else _number(value, f"value of {keyword} {name!r}")
+        if keyword in ("parameter", "variable") and not math.isfinite(v):
+            raise ValueError(f"{keyword} {name!r} must be finite, got {value!r}")
+        if keyword == "species":
+            v = check_count(f"initial count of species {name!r}", int(value) if value.isdigit() else value)
         if name == TIME:
             raise ValueError(f"{TIME!r} is reserved for the simulation time")
         if name in self.declared:
@@ -234,7 +245,7 @@ class _Parser:
         if keyword == "species":
             self.species[name] = int(v)
         else:
-            self.parameters[name] = v
+            {"parameter": self.parameters, "variable": self.variables, "observable": self.observables}[keyword][name] = v
 
     def setting(self, keyword: str, value: str, number: int) -> None:
         if keyword in self.settings:
@@ -283,9 +294,9 @@ class _Parser:
         for item in _split_commas(actions):
             target, eq, value = (s.strip() for s in item.partition("="))
             if not eq or not _IS_NAME.match(target):
-                raise ValueError(f"malformed assignment {item.strip()!r}: expected SPECIES = VALUE")
+                raise ValueError(f"malformed assignment {item.strip()!r}: expected TARGET = VALUE")
             if target in assignments:
-                raise ValueError(f"species {target!r} assigned twice")
+                raise ValueError(f"{target!r} assigned twice")
             assignments[target] = parse_expression(value)
         event = Event(_condition(condition), assignments, name or "", initially_false is None)
         self.events.append((event, number, line))
@@ -299,7 +310,8 @@ class _Parser:
         events = [e for e, _, _ in self.events]
         name = self.settings.get("network", ("", 0))[0]
         try:
-            return ReactionNetwork(self.species, self.parameters, reactions, self.volume, name, events)
+            return ReactionNetwork(self.species, self.parameters, reactions, self.volume, name, events,
+                                   self.variables, self.observables)
         except ValueError as exc:
             raise self.locate(exc, reactions) from None
 
@@ -311,7 +323,7 @@ class _Parser:
         """Tie a validation error of :class:`ReactionNetwork` to a line by validating items one by one."""
         for r, (_, number, line) in zip(reactions, self.reactions):
             try:
-                ReactionNetwork(self.species, self.parameters, [r], self.volume)
+                ReactionNetwork(self.species, self.parameters, [r], self.volume, variables=self.variables)
             except ValueError as item_exc:
                 message = str(item_exc)
                 if isinstance(r.law, MassAction) and symbols(r.law.rate) & set(self.species):
@@ -320,7 +332,15 @@ class _Parser:
         for j, (ev, number, line) in enumerate(self.events):
             try:
                 labelled = replace(ev, name=ev.name or f"#{j + 1}")  # its index in the file, not in [labelled]
-                ReactionNetwork(self.species, self.parameters, reactions, self.volume, events=[labelled])
+                ReactionNetwork(self.species, self.parameters, reactions, self.volume, events=[labelled],
+                                variables=self.variables)
             except ValueError as item_exc:
                 return self.error(number, line, str(item_exc))
+        for o, expr in self.observables.items():
+            try:
+                ReactionNetwork(self.species, self.parameters, reactions, self.volume, variables=self.variables,
+                                observables={o: expr})
+            except ValueError as item_exc:
+                _, number = self.declared[o]
+                return self.error(number, f"observable {o} = {to_string(expr)}", str(item_exc))
         return ReactionLanguageError(f"{self.source}: {exc}")

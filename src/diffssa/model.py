@@ -13,6 +13,13 @@ Conventions
   ``k * P * (P - 1) / 2`` when ``V = 1``.
 * A custom law is an expression (or a JAX callable) of the species counts and parameters giving the
   full propensity in events per unit time.
+* Counts are exact integers up to ``MAX_COUNT = 2**53`` (the simulator keeps them in float32 while
+  they stay below 2**24 and in float64 beyond; larger initial counts are refused).
+* *Variables* are real-valued quantities that only events change (piecewise constant in time: a
+  parameter switched by an event, a forcing that steps at given times). Custom laws, triggers and
+  assignments read them by name; the simulator keeps them in the state vector after the species.
+* *Observables* are named expressions of species, variables and parameters, computed at every
+  recorded time (an SBML species given by an assignment rule that no law reads, a total ...).
 """
 
 from __future__ import annotations
@@ -26,9 +33,10 @@ import numpy as np
 
 from .expressions import Expr, Num, Sym, evaluate, parse_expression, symbols, to_string
 
-__all__ = ["MassAction", "Propensity", "Reaction", "Event", "ReactionNetwork", "CompiledNetwork"]
+__all__ = ["MassAction", "Propensity", "Reaction", "Event", "ReactionNetwork", "CompiledNetwork", "MAX_COUNT"]
 
 TIME = "time"  # the symbol for simulation time in event triggers and assignments
+MAX_COUNT = 2**53  # the largest count kept exactly (float64 integers); larger initial counts are refused
 
 
 @dataclass(frozen=True)
@@ -98,8 +106,10 @@ class Event:
     ``trigger``: a boolean expression of species, parameters and ``time`` (for example
     ``geq(time, 25)`` or ``gt(P2, 30)``); triggers on time alone fire exactly at the crossing time,
     triggers on species are checked after every reaction. Triggers mixing both are not supported.
-    ``assignments``: species name -> expression (of species, parameters and ``time``) evaluated with
-    the values just before the event. ``initial_value``: the trigger's value before time 0 (as in SBML:
+    ``assignments``: species or variable name -> expression (of species, variables, parameters and
+    ``time``) evaluated with the values just before the event. A species must be assigned a whole
+    number >= 0 (a constant that is not is refused here; a computed value that is not is reported by
+    the simulator, naming the event and species); a variable takes the value as it is. ``initial_value``: the trigger's value before time 0 (as in SBML:
     with ``False``, a trigger already true at time 0 fires at time 0).
     """
 
@@ -122,8 +132,10 @@ class Event:
 class CompiledNetwork(NamedTuple):
     """What the simulator needs: stoichiometry and a propensity function.
 
-    ``stoichiometry``: (R, S) float32 net change of each species per firing.
-    ``laws(x, theta)``: x (S,) counts, theta (P,) parameters -> (R,) kinetic laws as written (a custom
+    ``species``: the names along the state vector's axis: the species (``n_counts`` of them), then the
+    network's variables. Below, S counts both.
+    ``stoichiometry``: (R, S) float32 net change of each species per firing (0 for variables).
+    ``laws(x, theta)``: x (S,) state (counts, then variables), theta (P,) parameters -> (R,) kinetic laws as written (a custom
     law may come out negative or non-finite: the simulator checks, and names the reaction).
     ``mass_action``: (Rm,) indices of the mass-action reactions.
     ``rate_constants(theta)``: theta (P,) -> (Rm,) their rate constants times volume factors. A mass-action
@@ -149,6 +161,7 @@ class CompiledNetwork(NamedTuple):
     intensities: Callable
     reads: tuple[frozenset[str], ...]
     cache: dict  # jitted simulators built for this network, keyed by their configuration
+    n_counts: int  # the first n_counts entries of the state are species counts, the rest variables
 
     def propensities(self, x, theta):
         """(R,) propensities: the kinetic laws, negative values read as 0."""
@@ -160,14 +173,34 @@ def _reaction_label(index: int, reaction) -> str:
     return reaction.name or f"#{index + 1} ({reaction.describe()})"
 
 
-def _check_count(what: str, value) -> int:
+def check_count(what: str, value) -> int:
+    """``value`` as an exact int count (0 .. 2**53), or ValueError starting with ``what``."""
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        v = int(value)  # exact at any size: compared before any conversion to float
+    else:
+        try:
+            f = float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"{what} must be a number, got {value!r}") from None
+        if not math.isfinite(f) or not f.is_integer():
+            raise ValueError(f"{what} must be a finite non-negative integer count, got {value!r}")
+        v = int(f)
+    if v < 0:
+        raise ValueError(f"{what} must be a finite non-negative integer count, got {value!r}")
+    if v > MAX_COUNT:
+        raise ValueError(f"{what} is {value!r}, above 2**53 = {MAX_COUNT:,}: counts beyond it are not exact "
+                         "integers in floating point (and beyond exact simulation: use a continuous model)")
+    return v
+
+
+def _check_real(what: str, value) -> float:
     try:
         v = float(value)
     except (TypeError, ValueError):
         raise ValueError(f"{what} must be a number, got {value!r}") from None
-    if not math.isfinite(v) or v < 0 or not v.is_integer():
-        raise ValueError(f"{what} must be a finite non-negative integer count, got {value!r}")
-    return int(v)
+    if not math.isfinite(v):
+        raise ValueError(f"{what} must be finite, got {value!r}")
+    return v
 
 
 def _check_coefficient(reaction: str, species: str, n) -> int:
@@ -178,16 +211,73 @@ def _check_coefficient(reaction: str, species: str, n) -> int:
     return int(n)
 
 
+def _checked_reaction(i: int, r: Reaction, species, parameters, variables) -> Reaction:
+    """The reaction with integer coefficients and a name, or ValueError naming what is wrong."""
+    label = _reaction_label(i, r)
+    if not isinstance(r.law, (MassAction, Propensity)):
+        raise ValueError(f"reaction {label}: unknown kinetic law {r.law!r}")
+    for side in (r.reactants, r.products):
+        for s, n in side.items():
+            if s in variables:
+                raise ValueError(f"reaction {label}: {s!r} is a variable, which cannot be a reactant or product")
+            if s not in species:
+                raise ValueError(f"reaction {label}: unknown species {s!r}")
+            _check_coefficient(label, s, n)
+    mass_action = isinstance(r.law, MassAction)
+    names = set() if callable(getattr(r.law, "law", None)) else symbols(r.law.rate if mass_action else r.law.law)
+    known = set(parameters) | (set() if mass_action else set(species) | set(variables))
+    unknown = sorted(names - known)
+    if unknown:
+        if mass_action and unknown[0] in variables:
+            raise ValueError(f"reaction {label}: a mass-action rate constant cannot read variable {unknown[0]!r}; "
+                             "write the law as a full propensity (@=)")
+        kind = "parameter" if mass_action else "species, variable or parameter"
+        raise ValueError(f"reaction {label}: unknown {kind} {unknown[0]!r}")
+    if mass_action:
+        try:
+            rate = float(evaluate(r.law.rate, parameters))
+        except ArithmeticError as err:
+            raise ValueError(f"reaction {label}: rate constant cannot be evaluated: {err}") from None
+        if not (math.isfinite(rate) and rate >= 0):
+            raise ValueError(f"reaction {label}: rate constant must be finite and non-negative, got {rate}")
+    reactants = {s: int(n) for s, n in r.reactants.items()}
+    products = {s: int(n) for s, n in r.products.items()}
+    return Reaction(reactants, products, r.law, r.name or f"R{i + 1}")
+
+
+def _check_event(label: str, ev: Event, species, parameters, variables) -> None:
+    """ValueError naming the event for unknown names and for constant assignments that are not counts."""
+    known = set(species) | set(parameters) | set(variables) | {TIME}
+    for what, expr in [("trigger", ev.trigger), *[(f"assignment to {s!r}", e) for s, e in ev.assignments.items()]]:
+        unknown = sorted(symbols(expr) - known)
+        if unknown:
+            raise ValueError(f"event {label}: {what} uses unknown name {unknown[0]!r}")
+    for s, expr in ev.assignments.items():
+        if s in parameters:
+            raise ValueError(f"event {label}: assigns parameter {s!r}; a quantity events change must be a "
+                             "variable (ReactionNetwork(..., variables={name: initial value}))")
+        if s not in species and s not in variables:
+            raise ValueError(f"event {label}: assigns to unknown species {s!r}")
+        if s in species and not symbols(expr):
+            check_count(f"event {label}: the value assigned to species {s!r}", evaluate(expr, {}))
+
+
 @dataclass(frozen=True)
 class ReactionNetwork:
     """A validated reaction network.
 
     Parameters
     ----------
-    species: mapping name -> initial count (non-negative integer), in the order states are stored.
+    species: mapping name -> initial count (non-negative integer up to 2**53), in the order states are stored.
     parameters: mapping name -> value (finite float).
     reactions: the reaction channels.
     volume: system volume used by mass-action scaling (default 1).
+    events: discrete events (:class:`Event`).
+    variables: mapping name -> initial value (finite float) of quantities only events change; custom
+        laws, triggers and event assignments read them (not mass-action rate constants, which are
+        parameters), and they are never reactants or products.
+    observables: mapping name -> expression (text or tree) of species, variables and parameters,
+        computed at every recorded time (``Trajectories.observables``).
     """
 
     species: dict[str, int]
@@ -196,6 +286,8 @@ class ReactionNetwork:
     volume: float = 1.0
     name: str = ""
     events: tuple[Event, ...] = ()
+    variables: dict[str, float] = field(default_factory=dict)
+    observables: dict[str, Expr] = field(default_factory=dict)
     _compiled: list = field(default_factory=list, repr=False, compare=False)
 
     def __init__(
@@ -206,76 +298,55 @@ class ReactionNetwork:
         volume: float = 1.0,
         name: str = "",
         events: Sequence[Event] = (),
+        variables: Mapping[str, float] | None = None,
+        observables: Mapping[str, str | Expr] | None = None,
     ):
-        parameters = dict(parameters or {})
-        species = {str(s): _check_count(f"initial count of species {s!r}", n) for s, n in species.items()}
+        parameters = {str(p): _check_real(f"parameter {p!r}", v) for p, v in (parameters or {}).items()}
+        species = {str(s): check_count(f"initial count of species {s!r}", n) for s, n in species.items()}
+        variables = {str(v): _check_real(f"initial value of variable {v!r}", x) for v, x in (variables or {}).items()}
         if not species:
             raise ValueError("the network has no species")
         if not reactions:
             raise ValueError("the network has no reactions")
-        clash = set(species) & set(parameters)
-        if clash:
-            raise ValueError(f"names used both as species and parameter: {sorted(clash)}")
-        for p, v in parameters.items():
-            try:
-                fv = float(v)
-            except (TypeError, ValueError):
-                raise ValueError(f"parameter {p!r} must be a number, got {v!r}") from None
-            if not math.isfinite(fv):
-                raise ValueError(f"parameter {p!r} must be finite, got {v!r}")
-            parameters[p] = fv
+        for (kind_a, a), (kind_b, b) in [(("species", species), ("parameter", parameters)),
+                                         (("species", species), ("variable", variables)),
+                                         (("variable", variables), ("parameter", parameters))]:
+            clash = set(a) & set(b)
+            if clash:
+                raise ValueError(f"names used both as {kind_a} and {kind_b}: {sorted(clash)}")
         if not (math.isfinite(volume) and volume > 0):
             raise ValueError(f"volume must be positive and finite, got {volume!r}")
-        checked = []
-        for i, r in enumerate(reactions):
-            label = _reaction_label(i, r)
-            if not isinstance(r.law, (MassAction, Propensity)):
-                raise ValueError(f"reaction {label}: unknown kinetic law {r.law!r}")
-            for side in (r.reactants, r.products):
-                for s, n in side.items():
-                    if s not in species:
-                        raise ValueError(f"reaction {label}: unknown species {s!r}")
-                    _check_coefficient(label, s, n)
-            names = set() if callable(getattr(r.law, "law", None)) else symbols(
-                r.law.rate if isinstance(r.law, MassAction) else r.law.law
-            )
-            known = set(parameters) | (set() if isinstance(r.law, MassAction) else set(species))
-            unknown = sorted(names - known)
-            if unknown:
-                kind = "parameter" if isinstance(r.law, MassAction) else "species or parameter"
-                raise ValueError(f"reaction {label}: unknown {kind} {unknown[0]!r}")
-            if isinstance(r.law, MassAction):
-                try:
-                    rate = float(evaluate(r.law.rate, parameters))
-                except ArithmeticError as err:
-                    raise ValueError(f"reaction {label}: rate constant cannot be evaluated: {err}") from None
-                if not (math.isfinite(rate) and rate >= 0):
-                    raise ValueError(f"reaction {label}: rate constant must be finite and non-negative, got {rate}")
-            reactants = {s: int(n) for s, n in r.reactants.items()}
-            products = {s: int(n) for s, n in r.products.items()}
-            checked.append(Reaction(reactants, products, r.law, r.name or f"R{i + 1}"))
+        checked = [_checked_reaction(i, r, species, parameters, variables) for i, r in enumerate(reactions)]
         for i, ev in enumerate(events):
-            label = ev.name or f"#{i + 1}"
-            known = set(species) | set(parameters) | {TIME}
-            for what, expr in [("trigger", ev.trigger), *[(f"assignment to {s!r}", e) for s, e in ev.assignments.items()]]:
-                unknown = sorted(symbols(expr) - known)
-                if unknown:
-                    raise ValueError(f"event {label}: {what} uses unknown name {unknown[0]!r}")
-            for s in ev.assignments:
-                if s not in species:
-                    raise ValueError(f"event {label}: assigns to unknown species {s!r}")
+            _check_event(ev.name or f"#{i + 1}", ev, species, parameters, variables)
+        observables = {str(o): parse_expression(e) if isinstance(e, str) else e for o, e in (observables or {}).items()}
+        known = set(species) | set(variables) | set(parameters)
+        for o, expr in observables.items():
+            if o in known:
+                raise ValueError(f"observable {o!r}: the name is already a species, variable or parameter")
+            unknown = sorted(symbols(expr) - known)
+            if unknown:
+                raise ValueError(f"observable {o!r} uses unknown name {unknown[0]!r} (observables read species, "
+                                 "variables and parameters)")
         object.__setattr__(self, "events", tuple(events))
         object.__setattr__(self, "species", species)
         object.__setattr__(self, "parameters", parameters)
         object.__setattr__(self, "reactions", tuple(checked))
         object.__setattr__(self, "volume", float(volume))
         object.__setattr__(self, "name", name)
+        object.__setattr__(self, "variables", variables)
+        object.__setattr__(self, "observables", observables)
         object.__setattr__(self, "_compiled", [])
 
     # ------------------------------------------------------------------ views
     @property
     def species_names(self) -> tuple[str, ...]:
         return tuple(self.species)
+
+    @property
+    def state_names(self) -> tuple[str, ...]:
+        """The names along the simulator's state vector: the species, then the variables."""
+        return tuple(self.species) + tuple(self.variables)
 
     @property
     def parameter_names(self) -> tuple[str, ...]:
@@ -314,26 +385,28 @@ class ReactionNetwork:
         return {**self.parameters, **overrides}
 
     def initial_state(self, overrides: Mapping[str, float] | None = None) -> np.ndarray:
-        """(S,) initial counts, with optional per-species overrides (validated)."""
+        """(S,) float64 initial state along :attr:`state_names`: the counts, with optional per-species
+        overrides (validated), then the variables' initial values."""
         values = dict(self.species)
         for s, n in (overrides or {}).items():
             self.check_species_name(s)
-            values[s] = _check_count(f"initial count of species {s!r}", n)
-        return np.array([values[s] for s in self.species], dtype=np.float32)
+            values[s] = check_count(f"initial count of species {s!r}", n)
+        return np.array([values[s] for s in self.species] + list(self.variables.values()), dtype=np.float64)
 
     def with_parameters(self, **values: float) -> "ReactionNetwork":
         """A copy with some parameter values replaced (names are checked)."""
-        return ReactionNetwork(
-            self.species, self.parameter_values(values), self.reactions, self.volume, self.name, self.events
-        )
+        return self._replace(parameters=self.parameter_values(values))
 
     def with_initial(self, **counts: int) -> "ReactionNetwork":
         """A copy with some initial counts replaced (names are checked)."""
         for s in counts:
             self.check_species_name(s)
-        return ReactionNetwork(
-            {**self.species, **counts}, self.parameters, self.reactions, self.volume, self.name, self.events
-        )
+        return self._replace(species={**self.species, **counts})
+
+    def _replace(self, **changes) -> "ReactionNetwork":
+        fields = dict(species=self.species, parameters=self.parameters, reactions=self.reactions, volume=self.volume,
+                      name=self.name, events=self.events, variables=self.variables, observables=self.observables)
+        return ReactionNetwork(**{**fields, **changes})
 
     def describe(self) -> str:
         """The network in the reaction language (see :func:`diffssa.language.format_network`)."""
@@ -350,7 +423,7 @@ class ReactionNetwork:
 
 
 def _compile(net: ReactionNetwork) -> CompiledNetwork:
-    species = net.species_names
+    species = net.state_names
     params = net.parameter_names
     s_idx = {s: i for i, s in enumerate(species)}
     mass_action = [j for j, r in enumerate(net.reactions) if isinstance(r.law, MassAction)]
@@ -418,9 +491,11 @@ def _compile(net: ReactionNetwork) -> CompiledNetwork:
         return a.at[np.asarray(mass_action, dtype=np.int32)].set(volume_factor * count_factors(x))
 
     labels = tuple(_reaction_label(j, r) for j, r in enumerate(net.reactions))
-    return CompiledNetwork(species, params, net.stoichiometry.astype(np.float32), laws,
-                           np.array(mass_action, dtype=np.int32), rate_constants, labels, net.events,
-                           intensities, tuple(_parameters_read(r, params) for r in net.reactions), {})
+    stoichiometry = np.zeros((len(net.reactions), len(species)), dtype=np.float32)
+    stoichiometry[:, :len(net.species)] = net.stoichiometry  # variables: no reaction changes them
+    return CompiledNetwork(species, params, stoichiometry, laws, np.array(mass_action, dtype=np.int32),
+                           rate_constants, labels, net.events, intensities,
+                           tuple(_parameters_read(r, params) for r in net.reactions), {}, len(net.species))
 
 
 def _parameters_read(reaction: Reaction, params: tuple[str, ...]) -> frozenset[str]:

@@ -24,6 +24,7 @@ from jax.extend.random import threefry_2x32
 
 from .engine import (
     checked_propensities,
+    flag_counts,
     forward_loop,
     initial_carry,
     invalid_rate_constants,
@@ -75,7 +76,7 @@ def _make_step(compiled: CompiledNetwork, grid, max_steps: int):
             engine=(jnp.where(fire, used.at[mu].set(fresh), remaining), jnp.where(fire, fired.at[mu].set(count), fired)),
             invalid=invalid,
         )
-        return new, due & ~fire
+        return new._replace(invalid=flag_counts(compiled, 0, new.invalid, new.x)), due & ~fire
 
     return step
 

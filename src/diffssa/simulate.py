@@ -21,10 +21,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .engine import build_runner
+from .engine import build_runner, exact_count_limit, problem_labels
 from .estimators import EXACT, Estimator, PoissonPairs, ScoreFunction, get_estimator
-from .expressions import symbols
-from .model import CompiledNetwork, ReactionNetwork
+from .expressions import evaluate, symbols
+from .model import MAX_COUNT, CompiledNetwork, ReactionNetwork
 from .rng import as_key
 from .trajectories import Trajectories, _pair_term, _score_term, time_grid
 
@@ -49,6 +49,7 @@ def simulate(
     on_exhausted: str = "warn",
     method: str = "direct",
     devices=None,
+    precision: str = "auto",
 ) -> Trajectories:
     """Simulate ``runs`` exact trajectories of ``network`` and record them at ``times``.
 
@@ -79,6 +80,15 @@ def simulate(
         :func:`diffssa.use_cpu_cores`); with a single one the batch is not split. Pass one device
         where the results feed a host callback (``jax.pure_callback``) inside ``jit``: XLA's CPU
         collectives between the devices and the callback were seen to deadlock.
+    precision: the float type of the state: ``"float32"`` (counts exact below 2**24 = 16,777,216),
+        ``"float64"`` (exact below 2**53; forward only: derivatives are refused) or ``"auto"``
+        (default: float64 when an initial count reaches 2**24). A trajectory whose count reaches the
+        limit of its type is flagged, like an invalid kinetic law: the call raises (or, traced, warns
+        and sets it to NaN), naming the species. float64 states are computed with JAX's 64-bit mode on
+        for the call; compute with them under ``jax.enable_x64(True)`` (or in NumPy) to keep them exact.
+
+    The network's variables are recorded after its species (``Trajectories.species`` names them);
+    its observables are in ``Trajectories.observables``.
     """
     compiled = network.compile()
     grid = np.asarray(times, dtype=np.float32).reshape(-1)
@@ -92,20 +102,40 @@ def simulate(
         raise ValueError(f"on_exhausted must be 'warn', 'raise' or 'ignore', got {on_exhausted!r}")
     if method not in ("direct", "next-reaction"):
         raise ValueError(f"method must be 'direct' or 'next-reaction', got {method!r}")
+    if precision not in ("auto", "float32", "float64"):
+        raise ValueError(f"precision must be 'auto', 'float32' or 'float64', got {precision!r}")
     runs, max_steps = int(runs), int(max_steps)
+    x0 = _initial_matrix(network, initial, runs)
+    if precision == "auto":
+        precision = "float64" if np.max(x0[:, :len(network.species)]) >= exact_count_limit(np.float32) else "float32"
+    if precision == "float64":
+        traced_names = [name for name, value in (params or {}).items() if isinstance(value, jax.core.Tracer)]
+        if traced_names:
+            raise ValueError(f"simulate with counts in float64 (precision='float64', or an initial count of 2**24 "
+                             f"or more) is forward only; it was traced in parameter {traced_names[0]!r}")
+        with jax.enable_x64(True):
+            return _simulate(network, compiled, grid, key, runs, params, jnp.asarray(x0, jnp.float64), max_steps,
+                             estimator, chunk, on_exhausted, method, devices)
+    return _simulate(network, compiled, grid, key, runs, params, jnp.asarray(x0, jnp.float32), max_steps, estimator,
+                     chunk, on_exhausted, method, devices)
+
+
+def _simulate(network, compiled, grid, key, runs, params, x0, max_steps, estimator, chunk, on_exhausted, method,
+              devices):
+    """:func:`simulate` after its checks, with the initial states ``x0`` (B, S) in the state's float type."""
     if method == "next-reaction":
         est = _next_reaction_estimator(network, compiled, estimator)
     else:
         est = get_estimator(estimator, network)
     traced_names = [name for name, value in (params or {}).items() if isinstance(value, jax.core.Tracer)]
     theta = _parameter_matrix(network, _guard_parameters(network, params, est), runs)
-    x0 = _initial_matrix(network, initial, runs)
     keys = jax.random.bits(as_key(key), (runs, 2), jnp.uint32)  # one Threefry key per trajectory
     devices = tuple(jax.local_devices() if devices is None else devices)
     if not devices:
         raise ValueError("devices must name at least one device")
     traced = bool(traced_names) and est is not EXACT
-    common = dict(grid=jnp.asarray(grid), species=compiled.species, estimator=est)
+    common = dict(grid=jnp.asarray(grid), species=compiled.species, estimator=est,
+                  observables=_observables(network, theta))
     reactions = ()
     if traced and isinstance(est, PoissonPairs):
         from .pairs import differentiated_reactions
@@ -142,12 +172,28 @@ def simulate(
             log_likelihood = final[1]
             states = states + _score_term(log_likelihood, jax.lax.stop_gradient(states))
         result = _trajectories(states, exhausted, events, invalid, log_likelihood=log_likelihood, **common)
-    return _check(result, compiled.reactions, max_steps, on_exhausted)
+    return _check(result, problem_labels(compiled), max_steps, on_exhausted)
 
 
-def _trajectories(states, exhausted, events, invalid, *, grid, species, estimator, log_likelihood=None,
+def _trajectories(states, exhausted, events, invalid, *, grid, species, estimator, observables, log_likelihood=None,
                   pairs=None):
-    return Trajectories(grid, states, exhausted, events, species, log_likelihood, pairs, estimator.name, invalid)
+    return Trajectories(grid, states, exhausted, events, species, log_likelihood, pairs, estimator.name, invalid,
+                        observables(states))
+
+
+def _observables(network: ReactionNetwork, theta):
+    """``states (B, T, S) -> {name: (B, T)}``: the network's observables at every recorded time."""
+    if not network.observables:
+        return lambda states: {}
+    names, params = network.state_names, network.parameter_names
+
+    def compute(states):
+        env = {s: states[..., i] for i, s in enumerate(names)}
+        env.update({p: theta[:, j, None] for j, p in enumerate(params)})
+        return {o: jnp.broadcast_to(jnp.asarray(evaluate(e, env), states.dtype), states.shape[:2])
+                for o, e in network.observables.items()}
+
+    return compute
 
 
 def _runner(compiled: CompiledNetwork, cache_key, build):
@@ -234,29 +280,45 @@ def _parameter_matrix(network: ReactionNetwork, params, runs: int):
     return jnp.stack(columns, axis=1)
 
 
-def _initial_matrix(network: ReactionNetwork, initial, runs: int):
+def _initial_matrix(network: ReactionNetwork, initial, runs: int) -> np.ndarray:
+    """(B, S) float64 initial states (counts, then the variables' initial values), checked."""
     if initial is None or isinstance(initial, Mapping):
-        return jnp.broadcast_to(jnp.asarray(network.initial_state(initial)), (runs, len(network.species)))
-    x0 = np.asarray(initial, dtype=np.float64)
+        x0 = network.initial_state(initial)
+        return np.broadcast_to(x0, (runs, x0.size))
+    counts = np.asarray(initial)
     n_species = len(network.species)
-    if x0.shape not in ((n_species,), (runs, n_species)):
-        raise ValueError(f"initial state must have shape ({n_species},) or ({runs}, {n_species}), got {x0.shape}")
-    if not (np.all(np.isfinite(x0)) and np.all(x0 >= 0) and np.all(x0 == np.round(x0))):
+    if counts.shape not in ((n_species,), (runs, n_species)):
+        raise ValueError(f"initial state must have shape ({n_species},) or ({runs}, {n_species}), got {counts.shape}")
+    if counts.dtype.kind not in "iuf" or not (np.all(np.isfinite(counts)) and np.all(counts >= 0)
+                                             and np.all(counts == np.round(counts))):
         raise ValueError("initial counts must be finite non-negative integers")
-    return jnp.broadcast_to(jnp.asarray(x0, jnp.float32), (runs, n_species))
+    if np.any(counts > MAX_COUNT):
+        raise ValueError(f"initial counts above 2**53 = {MAX_COUNT:,} are not exact integers in floating point")
+    counts = np.broadcast_to(counts.astype(np.float64), (runs, n_species))
+    variables = np.broadcast_to(np.array(list(network.variables.values()), np.float64), (runs, len(network.variables)))
+    return np.concatenate([counts, variables], axis=1)
 
 
-def _report_invalid(counts, runs, reactions):
-    """``counts`` (R + 1,): trajectories per first offending reaction (index 0: none)."""
+def _report_invalid(counts, runs, labels):
+    """``counts`` (len(labels) + 1,): trajectories per first problem (:func:`~diffssa.engine.problem_labels`
+    codes; index 0: none)."""
     counts = np.asarray(counts)
     bad = int(counts[1:].sum())
-    if bad:
-        worst = reactions[int(counts[1:].argmax())]
+    if not bad:
+        return
+    kind, label = labels[int(counts[1:].argmax())]
+    where = f"in {bad} of {runs} trajectories"
+    if kind == "reaction":
         raise ValueError(
-            f"reaction {worst}: its kinetic law was negative or not finite (NaN/inf) in a reached state "
-            f"(or its rate constant was), in {bad} of {runs} trajectories; a propensity must be finite and "
-            ">= 0 in every reachable state (check the law, or gate it, e.g. max(0, ...))"
-        )
+            f"reaction {label}: its kinetic law was negative or not finite (NaN/inf) in a reached state "
+            f"(or its rate constant was), {where}; a propensity must be finite and >= 0 in every reachable "
+            "state (check the law, or gate it, e.g. max(0, ...))")
+    if kind == "assignment":
+        raise ValueError(f"{label}: the value assigned was not a whole number >= 0 ({where}); a count can only be "
+                         "set to a non-negative integer (round it explicitly, e.g. floor(X / 2))")
+    raise ValueError(
+        f"species {label!r} reached the largest count its float type keeps exactly ({where}): 2**24 = 16,777,216 "
+        "in float32 (simulate with precision='float64', exact to 2**53), 2**53 in float64")
 
 
 def _report_exhausted(count, runs, max_steps, on_exhausted, what="trajectories"):
@@ -275,17 +337,19 @@ def _report_exhausted(count, runs, max_steps, on_exhausted, what="trajectories")
     warnings.warn(message, RuntimeWarning, stacklevel=5)
 
 
-def report_problems(invalid, exhausted, pair_exhausted, reactions, max_steps, on_exhausted="raise"):
-    """Raise (or warn, per ``on_exhausted``) for trajectories that met an invalid kinetic law or ran out
-    of budget; concrete (B,) arrays (``pair_exhausted``: pairs per trajectory, or None)."""
+def report_problems(invalid, exhausted, pair_exhausted, labels, max_steps, on_exhausted="raise"):
+    """Raise (or warn, per ``on_exhausted``) for trajectories flagged with a problem (an invalid kinetic
+    law, an event assignment that gave no count, a count beyond exact; ``labels`` from
+    :func:`~diffssa.engine.problem_labels`) or out of budget; concrete (B,) arrays (``pair_exhausted``:
+    pairs per trajectory, or None)."""
     invalid = np.asarray(invalid)
-    counts = np.bincount(invalid, minlength=len(reactions) + 1)
+    counts = np.bincount(invalid, minlength=len(labels) + 1)
     totals = (np.sum(exhausted), None if pair_exhausted is None else np.sum(pair_exhausted))
-    _report_counts(counts, *totals, invalid.shape[0], reactions, max_steps, on_exhausted)
+    _report_counts(counts, *totals, invalid.shape[0], labels, max_steps, on_exhausted)
 
 
-def _report_counts(counts, exhausted, pair_exhausted, runs, reactions, max_steps, on_exhausted):
-    _report_invalid(counts, runs, reactions)
+def _report_counts(counts, exhausted, pair_exhausted, runs, labels, max_steps, on_exhausted):
+    _report_invalid(counts, runs, labels)
     _report_exhausted(exhausted, runs, max_steps, on_exhausted)
     if pair_exhausted is not None:
         _report_exhausted(pair_exhausted, runs, max_steps, on_exhausted, "pairs")
@@ -301,18 +365,19 @@ def _warn_traced(*counts):
                       "are NaN; diffssa.fitting.fit and estimate_gradient raise on them]", RuntimeWarning)
 
 
-def _check(result: Trajectories, reactions, max_steps, on_exhausted) -> Trajectories:
+def _check(result: Trajectories, labels, max_steps, on_exhausted) -> Trajectories:
     """Report the run's problems: at once when the call is not traced; from the device, as warnings,
     with the trajectories that met an invalid law set to NaN, when it is."""
     pair_exhausted = result.pairs.exhausted if result.pairs is not None else None
     if not isinstance(result.invalid, jax.core.Tracer):
-        report_problems(result.invalid, result.exhausted, pair_exhausted, reactions, max_steps, on_exhausted)
+        report_problems(result.invalid, result.exhausted, pair_exhausted, labels, max_steps, on_exhausted)
         return result
     runs = result.invalid.shape[0]
-    counts = jnp.zeros((len(reactions) + 1,), jnp.int32).at[result.invalid].add(1)  # small, replicated
+    counts = jnp.zeros((len(labels) + 1,), jnp.int32).at[result.invalid].add(1)  # small, replicated
     pairs_left = None if pair_exhausted is None else jnp.sum(pair_exhausted)
-    jax.debug.callback(lambda c, e, p: _warn_traced(c, e, p, runs, reactions, max_steps, on_exhausted),
+    jax.debug.callback(lambda c, e, p: _warn_traced(c, e, p, runs, labels, max_steps, on_exhausted),
                        counts, jnp.sum(result.exhausted), pairs_left)
     poisoned = jnp.where((result.invalid > 0)[:, None, None], jnp.nan, result.states)
+    observables = {o: jnp.where((result.invalid > 0)[:, None], jnp.nan, v) for o, v in result.observables.items()}
     return Trajectories(result.times, poisoned, result.exhausted, result.events, result.species,
-                        result.log_likelihood, result.pairs, result.estimator, result.invalid)
+                        result.log_likelihood, result.pairs, result.estimator, result.invalid, observables)

@@ -60,37 +60,42 @@ class Trajectories:
     Attributes
     ----------
     times: (T,) grid times.
-    states: (B, T, S) species counts (float32) after the last event at or before each time.
+    states: (B, T, S) species counts after the last event at or before each time (float32, or float64
+        for counts of 2**24 and more), then the network's variables.
     exhausted: (B,) True where the step budget ran out (those rows past the last reached time are NaN).
     events: (B,) events fired per trajectory (null events of a thinning clock included).
-    species: species names, in the order of the last axis of ``states``.
+    species: species names (then variable names), in the order of the last axis of ``states``.
     estimator: name of the gradient estimator whose derivatives the trajectories carry
         (``"exact"``: none).
     log_likelihood: (B, T) path log-likelihood up to each time, differentiable in the parameters
         (score-function estimator under tracing, else None).
     pairs: :class:`PairPaths` (pairs estimator under tracing, else None).
-    invalid: (B,) int32: 1 + the first reaction whose kinetic law was negative or not finite in a
-        state the trajectory reached, else 0 (such trajectories are NaN when the call was traced;
-        untraced, the simulation raised).
+    invalid: (B,) int32: 0, or the code of the first problem the trajectory met
+        (:func:`diffssa.engine.problem_labels`: a kinetic law negative or not finite, an event
+        assignment that gave no count, a count beyond exact); such trajectories are NaN when the call
+        was traced; untraced, the simulation raised.
+    observables: name -> (B, T) values of the network's observables at the grid times.
     """
 
     def __init__(self, times, states, exhausted, events, species, log_likelihood=None, pairs=None,
-                 estimator: str = "exact", invalid=None):
+                 estimator: str = "exact", invalid=None, observables=None):
         self.times, self.states, self.exhausted, self.events = times, states, exhausted, events
         self.species = tuple(species)
         self.log_likelihood = log_likelihood
         self.pairs = pairs
         self.estimator = estimator
         self.invalid = jnp.zeros(exhausted.shape, jnp.int32) if invalid is None else invalid
+        self.observables = dict(observables or {})
 
     def tree_flatten(self):
-        leaves = (self.times, self.states, self.exhausted, self.events, self.log_likelihood, self.pairs, self.invalid)
+        leaves = (self.times, self.states, self.exhausted, self.events, self.log_likelihood, self.pairs, self.invalid,
+                  self.observables)
         return leaves, (self.species, self.estimator)
 
     @classmethod
     def tree_unflatten(cls, aux, leaves):
         species, estimator = aux
-        return cls(*leaves[:4], species, leaves[4], leaves[5], estimator, leaves[6])
+        return cls(*leaves[:4], species, leaves[4], leaves[5], estimator, leaves[6], leaves[7])
 
     def __repr__(self):
         b, t, s = self.states.shape
@@ -102,9 +107,11 @@ class Trajectories:
         except ValueError:
             raise ValueError(f"unknown species {species!r}; known: {', '.join(self.species)}") from None
 
-    def __getitem__(self, species: str):
-        """(B, T) counts of one species."""
-        return self.states[..., self.index(species)]
+    def __getitem__(self, name: str):
+        """(B, T) counts of one species (or values of a variable or an observable)."""
+        if name in self.observables:
+            return self.observables[name]
+        return self.states[..., self.index(name)]
 
     # ------------------------------------------------------------ expectations
     def expect(self, f: Callable | None = None):
@@ -144,8 +151,12 @@ class Trajectories:
     def _expectation(self, per_run, log_likelihood, pair_term):
         """The mean over runs of ``per_run(states)`` (B, ...) with the estimator's derivative terms:
         the score function's with ``log_likelihood`` (B, ...) and the pairs' ``pair_term(pairs,
-        states)``; without either, the states' own (pathwise) derivatives."""
+        states)``; without either, the states' own (pathwise) derivatives. float64 states (forward
+        only) are averaged with JAX's 64-bit mode on, so that counts beyond 2**24 stay exact."""
         if self.pairs is None and self.log_likelihood is None:
+            if self.states.dtype == np.float64:
+                with jax.enable_x64(True):
+                    return jnp.mean(per_run(self.states), axis=0)
             return jnp.mean(per_run(self.states), axis=0)  # pathwise (surrogates) or no derivatives
         exact = jax.lax.stop_gradient(self.states)
         values = per_run(exact)
@@ -164,6 +175,9 @@ class Trajectories:
         """(T, S) standard deviation over runs (n - 1 in the denominator), differentiable exactly
         through the first and second moments."""
         runs = self.states.shape[0]
+        if self.states.dtype == np.float64:  # forward only (float64 counts): deviations, in 64-bit mode
+            with jax.enable_x64(True):
+                return jnp.std(self.states, axis=0, ddof=1 if runs > 1 else 0)
         first, second = self.expect(), self.expect(jnp.square)
         variance = (second - first**2) * (runs / (runs - 1) if runs > 1 else 1.0)
         positive = variance > 0  # sqrt has no derivative at 0 (all runs equal, e.g. at time 0): 0 there
@@ -171,14 +185,21 @@ class Trajectories:
 
     # ----------------------------------------------------------------- export
     def summary_table(self) -> dict[str, np.ndarray]:
-        """Columns ``time``, ``<species>-mean``, ``<species>-sd`` (the DSMTS layout)."""
-        states = np.asarray(self.states, dtype=np.float64)
-        mean, sd = states.mean(axis=0), states.std(axis=0, ddof=1 if states.shape[0] > 1 else 0)
+        """Columns ``time``, ``<species>-mean``, ``<species>-sd`` (the DSMTS layout), variables and
+        observables after the species."""
         table = {"time": np.asarray(self.times)}
-        for i, s in enumerate(self.species):
-            table[f"{s}-mean"] = mean[:, i]
-            table[f"{s}-sd"] = sd[:, i]
+        ddof = 1 if self.states.shape[0] > 1 else 0
+        for name, values in self._columns().items():
+            table[f"{name}-mean"] = values.mean(axis=0)
+            table[f"{name}-sd"] = values.std(axis=0, ddof=ddof)
         return table
+
+    def _columns(self) -> dict[str, np.ndarray]:
+        """name -> (B, T) float64 values of every species, variable and observable."""
+        states = np.asarray(self.states, dtype=np.float64)
+        columns = {s: states[:, :, i] for i, s in enumerate(self.species)}
+        columns.update({o: np.asarray(v, dtype=np.float64) for o, v in self.observables.items()})
+        return columns
 
     def to_dataframe(self, summary: bool = True):
         """A pandas DataFrame: the summary table, or (``summary=False``) one row per run and time."""
@@ -187,10 +208,8 @@ class Trajectories:
         if summary:
             return pd.DataFrame(self.summary_table())
         b, t, _ = self.states.shape
-        states = np.asarray(self.states)
         frame = {"run": np.repeat(np.arange(b), t), "time": np.tile(np.asarray(self.times), b)}
-        for i, s in enumerate(self.species):
-            frame[s] = states[:, :, i].ravel()
+        frame.update({name: values.ravel() for name, values in self._columns().items()})
         return pd.DataFrame(frame)
 
     def to_csv(self, path, summary: bool = True) -> None:
