@@ -182,9 +182,10 @@ def test_species_assignment_rules_affine_kept_exact_nonlinear_refused(tmp_path):
     np.testing.assert_array_equal(net.stoichiometry, [[1, 2], [-1, -2]])
     traj = simulate(net, np.linspace(0, 1, 5), key=1, runs=20)
     np.testing.assert_array_equal(np.asarray(traj["y"]), 2 * np.asarray(traj["X"]) + 1)
-    bad = write_model(
+    bad = write_model(  # an event reads y, so it must stay a count (output-only rules become observables)
         tmp_path, species_xml, [reaction("death", {"X": 1}, {}, "X")],
         rules=f'<assignmentRule variable="y">{mathml("X * X")}</assignmentRule>', name="bad.xml",
+        events=event("cap", "y > 100", {"X": "0"}),
     )
     with pytest.raises(SBMLError, match=r"assignmentRule 'y'.*affine"):
         load_sbml(bad)
@@ -284,9 +285,6 @@ def test_gradient_through_an_sbml_parameter(tmp_path):
                                        inner=f"<priority>{mathml('1')}</priority>")), r"event 'first'.*priorit"),
         ("non-persistent trigger", dict(events=event("flaky", "time >= 1", {"X": "0"}, persistent="false")),
          r"event 'flaky'.*persistent"),
-        ("event assigning a parameter", dict(events=event("setk", "time >= 1", {"k": "2"}),
-                                             params_xml=['<parameter id="k" value="1" constant="false"/>']),
-         r"event 'setk'.*'k'"),
         ("event assigning a constant species", dict(
             species_xml=[species("X", amount=1), species("S", amount=1, boundary=True, constant=True)],
             events=event("bad", "time >= 1", {"S": "2"})),
@@ -403,9 +401,9 @@ def test_avogadro_scale_converts_substance_units_to_molecules(tmp_path):
     f = 6.02214179e23 * 1e-6  # molecules per umol
     assert net.species == {"X": 60, "Y": 0}
     np.testing.assert_allclose(rates(net), [0.5 * 60], rtol=1e-5)  # f * C * k * (X / (f * C))
-    (dose,) = net.events  # X + 0.2 uM in 1e-15 L: 120.4 more molecules (rounded when the event fires)
+    (dose,) = net.events  # X + 0.2 uM in 1e-15 L: 120.4 more molecules, rounded to whole ones
     value = evaluate(dose.assignments["X"], {"X": 60.0, "Y": 0.0, "k": 0.5, "time": 1.0})
-    np.testing.assert_allclose(value, 60 + 0.2 * 1e-15 * f, rtol=1e-6)
+    assert float(value) == round(60 + 0.2 * 1e-15 * f) == 180
 
 
 def test_numeric_scale_and_its_refusals(tmp_path):
@@ -458,4 +456,79 @@ def test_reversible_laws_that_are_not_a_difference_are_refused_at_load(tmp_path)
         [parameter("kf", 1.0), parameter("kr", 1.0)],
     )
     with pytest.raises(SBMLError, match=r"reaction 'odd': reversible with a kinetic law that is not a difference"):
+        load_sbml(path)
+
+
+def test_events_assigning_parameters_make_them_variables(tmp_path):
+    """Production at k = 20 until t = 2, then k = k / 4: a variable assigned by a time event, exact means."""
+    path = write_model(
+        tmp_path, [species("X", amount=0)],
+        [reaction("make", {}, {"X": 1}, "k"), reaction("decay", {"X": 1}, {}, "mu * X")],
+        ['<parameter id="k" value="20" constant="false"/>', parameter("mu", 1.0)],
+        events=event("slow", "time >= 2", {"k": "k / 4"}),
+    )
+    net = load_sbml(path)
+    assert net.parameters == {"mu": 1.0} and net.variables == {"k": 20.0}
+    assert net.events[0].assignments == {"k": BinOp("/", Sym("k"), Num(4.0))}
+    times = np.array([1.0, 2.0, 4.0])
+    tr = simulate(net, times, key=5, runs=4000, estimator=None)
+    np.testing.assert_array_equal(np.asarray(tr["k"])[0], [20.0, 5.0, 5.0])
+    m2 = 20 * (1 - math.exp(-2))
+    exact = np.array([20 * (1 - math.exp(-1)), m2, 5 + (m2 - 5) * math.exp(-2)])
+    se = np.sqrt(exact / 4000)  # X is Poisson throughout
+    assert np.all(np.abs(np.asarray(tr.mean())[:, 0] - exact) < 5 * se)
+
+
+def test_piecewise_time_forcing_becomes_exact_time_events(tmp_path):
+    """0 -> X at k while 1 <= t < 3 (written with both spellings), X -> 0 at mu: switched by two events."""
+    law = "piecewise(k, time >= 1 && 3 > time, 0)"
+    path = write_model(
+        tmp_path, [species("X", amount=0)],
+        [reaction("make", {}, {"X": 1}, law), reaction("decay", {"X": 1}, {}, "mu * X")],
+        [parameter("k", 30.0), parameter("mu", 0.5)],
+    )
+    net = load_sbml(path)
+    assert net.variables == {"time_geq_1": 0.0, "time_lt_3": 1.0}
+    assert [(e.trigger, e.assignments) for e in net.events] == [
+        (Call("geq", (Sym("time"), Num(1.0))), {"time_geq_1": Num(1.0)}),
+        (Call("geq", (Sym("time"), Num(3.0))), {"time_lt_3": Num(0.0)}),
+    ]
+    times = np.array([0.5, 1.0, 2.0, 3.0, 5.0])
+    tr = simulate(net, times, key=2, runs=4000, estimator=None)
+    on = lambda t: 60 * (1 - np.exp(-0.5 * (t - 1)))  # noqa: E731 - mean while production is on
+    exact = np.where(times < 1, 0.0, np.where(times <= 3, on(np.minimum(times, 3)), on(3) * np.exp(-0.5 * (times - 3))))
+    se = np.sqrt(np.maximum(exact, 1e-9) / 4000)
+    assert np.all(np.abs(np.asarray(tr.mean())[:, 0] - exact) < 5 * se)
+
+
+@pytest.mark.parametrize("law", ["k * time", "piecewise(k, time < X, 0)", "k * ceil(sin(time))"])
+def test_other_uses_of_time_in_laws_are_refused_naming_the_reaction(tmp_path, law):
+    path = write_model(tmp_path, [species("X", amount=1)], [reaction("forced", {}, {"X": 1}, law)],
+                       [parameter("k", 1.0)])
+    with pytest.raises(SBMLError, match=r"reaction 'forced': math uses time \(other than compared with a constant"):
+        load_sbml(path)
+
+
+def test_output_only_species_rules_of_any_form_become_observables(tmp_path):
+    rules = (f'<assignmentRule variable="ratio">{mathml("X * X / (1 + X)")}</assignmentRule>'
+             f'<assignmentRule variable="total">{mathml("X + 2")}</assignmentRule>')
+    path = write_model(
+        tmp_path, [species("X", amount=3), species("ratio", amount=0), species("total", amount=0)],
+        [reaction("birth", {}, {"X": 1}, "2"), reaction("death", {"X": 1}, {}, "X")], rules=rules,
+    )
+    net = load_sbml(path)
+    assert net.species == {"X": 3, "total": 5}  # the affine rule stays an exact count
+    assert set(net.observables) == {"ratio"}
+    tr = simulate(net, np.linspace(0, 2, 5), key=0, runs=50, estimator=None)
+    x = np.asarray(tr["X"])
+    np.testing.assert_allclose(np.asarray(tr["ratio"]), x * x / (1 + x), rtol=1e-6)
+
+
+def test_events_assigning_compartments_are_refused(tmp_path):
+    path = write_model(
+        tmp_path, [species("X", amount=1)], [reaction("r", {"X": 1}, {}, "X")],
+        events=event("grow", "time >= 1", {"C": "2"}),
+    )
+    path.write_text(path.read_text().replace('size="1" constant="true"', 'size="1" constant="false"'))
+    with pytest.raises(SBMLError, match=r"event 'grow': assigns 'C'; only species and parameters"):
         load_sbml(path)

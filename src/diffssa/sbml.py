@@ -52,7 +52,7 @@ from pathlib import Path
 
 import libsbml
 
-from .expressions import BinOp, Call, Expr, Neg, Num, Sym, evaluate, substitute, symbols
+from .expressions import BinOp, Call, Expr, Neg, Num, Sym, evaluate, substitute, symbols, to_string
 from .model import TIME, Event, MassAction, Propensity, Reaction, ReactionNetwork
 
 __all__ = ["SBMLError", "load_sbml", "write_sbml"]
@@ -301,7 +301,7 @@ class _Importer:
 
     def check_names(self, expr: Expr, allowed: set[str], kind: str, ident: str) -> Expr:
         for name in sorted(symbols(expr) - allowed):
-            what = "time" if name == TIME else f"{name!r}, which is not a species or a parameter"
+            what = "time (other than compared with a constant threshold)" if name == TIME else f"{name!r}, which is not a species or a parameter"
             raise self.error(kind, ident, f"math uses {what} (not supported here)")
         return expr
 
@@ -381,14 +381,23 @@ def load_sbml(path, scale: None | float | str = None) -> ReactionNetwork:
         imp.rules[var] = imp.math(rule.getMath(), "assignmentRule", var)
 
     free = [s for s in imp.species if s not in imp.rules]
-    params = {p: imp.value(p) for p in imp.params if p not in imp.rules}
-    reactions = [x for r in m.getListOfReactions() for x in _reactions(imp, r, params, free)]
-    derived = {s: _species_rule(imp, s, free) for s in imp.species if s in imp.rules}
+    switched = _event_targets(imp)
+    params = {p: imp.value(p) for p in imp.params if p not in imp.rules and p not in switched}
+    variables = {p: imp.value(p) for p in imp.params if p in switched}
+    forcing = _TimeSwitches(imp, set(params) | set(imp.species) | set(imp.params) | set(imp.compartments))
+    reactions = [x for r in m.getListOfReactions() for x in _reactions(imp, r, params, free, variables, forcing)]
+    read = _read_by_laws_and_events(imp, reactions)
+    observables = {s: imp.rule_amount(s) for s in imp.rules
+                   if s in imp.species and s not in read and _affine_rule(imp, s, free) is None}
+    derived = {s: _species_rule(imp, s, free) for s in imp.rules if s in imp.species and s not in observables}
     reactions = [_with_derived(r, derived) for r in reactions]
-    events = [_event(imp, e, i, derived, set(params) | set(imp.species)) for i, e in enumerate(m.getListOfEvents())]
+    allowed = set(params) | set(free) | set(derived) | set(variables)
+    events = [_event(imp, e, i, derived, allowed) for i, e in enumerate(m.getListOfEvents())]
+    for s, expr in observables.items():
+        imp.check_names(expr, allowed, "assignmentRule", s)
     counts = _counts(imp, {s: imp.amount(s) for s in free}, scale)
     counts |= _counts(imp, {s: float(evaluate(expr, counts)) for s, (expr, _) in derived.items()}, scale)
-    species = {s: counts[s] for s in imp.species}
+    species = {s: counts[s] for s in imp.species if s not in observables}
     volume = 1.0
     if len(imp.compartments) == 1:
         (c,) = imp.compartments.values()
@@ -396,7 +405,8 @@ def load_sbml(path, scale: None | float | str = None) -> ReactionNetwork:
             volume = imp.value(c.getId())
     try:
         return ReactionNetwork(
-            species, params, reactions, volume if math.isfinite(volume) and volume > 0 else 1.0, m.getId(), events
+            species, params, reactions, volume if math.isfinite(volume) and volume > 0 else 1.0, m.getId(),
+            events + forcing.events, variables | forcing.variables, observables,
         )
     except ValueError as exc:
         raise SBMLError(f"{path}: model {m.getId()!r}: {exc}") from None
@@ -446,13 +456,15 @@ def _refuse_unsupported(imp: _Importer) -> None:
             raise imp.error("reaction", r.getId(), "has no kinetic law")
 
 
-def _reactions(imp: _Importer, r, params: dict, free: list[str]) -> list[Reaction]:
+def _reactions(imp: _Importer, r, params: dict, free: list[str], variables: dict, forcing: "_TimeSwitches") \
+        -> list[Reaction]:
     """The reaction with its kinetic law (times the scale) as a Propensity; a reversible one split in two.
 
     A reversible reaction whose law is a difference ``f - b`` (possibly times or divided by common
     factors) becomes ``<id>_forward`` (reactants -> products at rate ``f``) and ``<id>_reverse``
     (products -> reactants at rate ``b``); one whose law cannot be negative is kept as it is; any
-    other is refused. Local parameters are added to ``params``.
+    other is refused. Comparisons of time with constants become variables switched by time events
+    (``forcing``); any other use of time is refused. Local parameters are added to ``params``.
     """
     rid = r.getId()
     kl = r.getKineticLaw()
@@ -475,8 +487,9 @@ def _reactions(imp: _Importer, r, params: dict, free: list[str]) -> list[Reactio
         )
     laws = []
     for part in parts or (law,):
-        part = _times(imp.resolve(part), imp.factor)
-        laws.append(Propensity(imp.check_names(part, set(params) | set(imp.species), "reaction", rid)))
+        part = _times(forcing.replace(imp.resolve(part), params), imp.factor)
+        allowed = set(params) | set(imp.species) | set(variables) | set(forcing.variables)
+        laws.append(Propensity(imp.check_names(part, allowed, "reaction", rid)))
     sides = []
     for refs in (r.getListOfReactants(), r.getListOfProducts()):
         side = {}
@@ -533,16 +546,96 @@ def _may_be_negative(expr: Expr) -> bool:
     return expr.fn not in ("min", "max", "hill") or any(_may_be_negative(a) for a in expr.args)
 
 
-def _species_rule(imp: _Importer, name: str, free: list[str]):
-    """(amount expression, integer coefficients) of a species set by an affine assignment rule."""
+def _affine_rule(imp: _Importer, name: str, free: list[str]):
+    """(amount expression, integer coefficients) of a species set by an affine assignment rule, else None."""
     expr = imp.rule_amount(name)
     form = _affine(expr, set(free))
     if form is None or any(not float(c).is_integer() for c in form[1].values()):
+        return None
+    return expr, {s: int(c) for s, c in form[1].items() if c}
+
+
+def _species_rule(imp: _Importer, name: str, free: list[str]):
+    """:func:`_affine_rule` of a species that laws or events read, which must be affine."""
+    rule = _affine_rule(imp, name, free)
+    if rule is None:
         raise imp.error(
             "assignmentRule", name,
-            "a species assignment rule must be an affine function of species amounts with integer coefficients",
+            "a species assignment rule that kinetic laws or events read must be an affine function of species "
+            "amounts with integer coefficients",
         )
-    return expr, {s: int(c) for s, c in form[1].items() if c}
+    return rule
+
+
+def _event_targets(imp: _Importer) -> set[str]:
+    """Parameters that events assign (they become variables); events assigning compartments are refused."""
+    targets = set()
+    for i, e in enumerate(imp.m.getListOfEvents()):
+        for a in e.getListOfEventAssignments():
+            var = a.getVariable()
+            if var in imp.params:
+                targets.add(var)
+            elif var not in imp.species:
+                raise imp.error("event", e.getId() or f"#{i + 1}",
+                                f"assigns {var!r}; only species and parameters may be assigned by events")
+    return targets
+
+
+def _read_by_laws_and_events(imp: _Importer, reactions: list[Reaction]) -> set[str]:
+    """Names the kinetic laws, event triggers and event assignments read (parameter rules inlined)."""
+    read = set().union(*(symbols(r.law.law) for r in reactions))
+    for i, e in enumerate(imp.m.getListOfEvents()):
+        maths = [e.getTrigger().getMath()] + [a.getMath() for a in e.getListOfEventAssignments()]
+        for node in maths:
+            read |= symbols(imp.resolve(imp.math(node, "event", e.getId() or f"#{i + 1}")))
+    return read
+
+
+class _TimeSwitches:
+    """Comparisons of time with constant thresholds in kinetic laws, as variables switched by time events.
+
+    ``time < c`` (also ``<=``, ``>``, ``>=`` and the mirrored forms; ``c`` an expression of parameters)
+    becomes a variable that holds the comparison's truth (1.0 or 0.0) at time 0 and is flipped by an
+    event with trigger ``time >= c`` (``time > c``): piecewise-constant forcing, simulated exactly.
+    """
+
+    _MIRROR = {"lt": "gt", "leq": "geq", "gt": "lt", "geq": "leq"}
+
+    def __init__(self, imp: _Importer, taken: set[str]):
+        self.imp, self.taken = imp, taken
+        self.names: dict[tuple[str, Expr], str] = {}
+        self.variables: dict[str, float] = {}
+        self.events: list[Event] = []
+
+    def replace(self, expr: Expr, params: dict) -> Expr:
+        """``expr`` with every comparison of time with a parameter expression replaced by its variable."""
+        if isinstance(expr, Neg):
+            return Neg(self.replace(expr.arg, params))
+        if isinstance(expr, BinOp):
+            return BinOp(expr.op, self.replace(expr.left, params), self.replace(expr.right, params))
+        if not isinstance(expr, Call):
+            return expr
+        expr = Call(expr.fn, tuple(self.replace(a, params) for a in expr.args))
+        if expr.fn not in self._MIRROR or len(expr.args) != 2:
+            return expr
+        a, b = expr.args
+        op, threshold = (expr.fn, b) if a == Sym(TIME) else (self._MIRROR[expr.fn], a) if b == Sym(TIME) else (None, None)
+        if op is None or symbols(threshold) - set(params):
+            return expr
+        return Sym(self._variable(op, threshold, params))
+
+    def _variable(self, op: str, threshold: Expr, params: dict) -> str:
+        if (op, threshold) not in self.names:
+            name = f"time_{op}_" + re.sub(r"\W+", "_", to_string(threshold)).strip("_")
+            while name in self.taken:
+                name += "_"
+            self.taken.add(name)
+            self.names[op, threshold] = name
+            self.variables[name] = float(evaluate(Call(op, (Num(0.0), threshold)), params))
+            after = 1.0 if op in ("gt", "geq") else 0.0  # the comparison's value once time passes c
+            trigger = Call("geq" if op in ("lt", "geq") else "gt", (Sym(TIME), threshold))
+            self.events.append(Event(trigger, {name: Num(after)}, f"{name} (time {to_string(trigger)})", True))
+        return self.names[op, threshold]
 
 
 def _with_derived(r: Reaction, derived: dict) -> Reaction:
@@ -556,7 +649,11 @@ def _with_derived(r: Reaction, derived: dict) -> Reaction:
 
 
 def _event(imp: _Importer, e, index: int, derived: dict, allowed: set[str]) -> Event:
-    """An Event; species set by affine rules get assignments that keep their rules true."""
+    """An Event; species set by affine rules get assignments that keep their rules true.
+
+    Assignments to species are in molecules (rounded to the nearest whole one when the model is
+    scaled); parameters that events assign are variables, assigned as they are.
+    """
     eid = e.getId() or f"#{index + 1}"
     trigger = e.getTrigger()
     if e.isSetDelay():
@@ -572,10 +669,11 @@ def _event(imp: _Importer, e, index: int, derived: dict, allowed: set[str]) -> E
     assignments = {}
     for a in e.getListOfEventAssignments():
         var = a.getVariable()
-        if var not in imp.species:
-            raise imp.error("event", eid, f"assigns {var!r}; only species may be assigned by events")
         value = imp.resolve(imp.math(a.getMath(), "event", eid))
-        value = _times(value, imp.to_amount(var))
+        if var in imp.species:
+            value = _times(value, imp.to_amount(var))
+            if imp.factor != 1.0 and symbols(value):  # scaled amounts: rounded to whole molecules
+                value = Call("floor", (BinOp("+", value, Num(0.5)),))
         assignments[var] = imp.check_names(value, allowed | {TIME}, "event", eid)
     for s, (expr, coefs) in derived.items():
         if set(coefs) & set(assignments):
