@@ -8,10 +8,16 @@ Global parameters become network parameters; local parameters become parameters 
 ="false"``) read as ``amount / compartment size``; compartments are constants. Assignment rules of
 parameters are inlined; a species assignment rule is kept exact when it is an affine function of
 species with integer coefficients (the species then changes with every reaction and event that
-changes its inputs). Initial assignments are evaluated at load. Events without delay or priority
-become :class:`~diffssa.model.Event` objects. Anything else that would change the meaning of the model
-(rate and algebraic rules, fast reactions, delays, packages, ...) is refused with an
-:class:`SBMLError` naming the file, the element and its id.
+changes its inputs); a species set by a rule of any other form that no kinetic law or event reads
+becomes an *observable* (its amount in molecules, computed at the recorded times), and one that is
+read is refused. Initial assignments are evaluated at load. Events without delay or priority
+become :class:`~diffssa.model.Event` objects; parameters that events assign become network
+*variables* (piecewise constant, changed only by events). A comparison of ``time`` with a threshold
+that is a constant or parameter expression in a kinetic law (``piecewise(k, time < 10, 0)``, also
+inside parameter rules) becomes a variable ``time_<op>_<threshold>`` holding the comparison's value
+(1.0 or 0.0), flipped by an exact time event; any other use of ``time`` in a law is refused. Anything
+else that would change the meaning of the model (rate and algebraic rules, fast reactions, delays,
+packages, ...) is refused with an :class:`SBMLError` naming the file, the element and its id.
 
 Amounts and molecules (``scale``)
 ---------------------------------
