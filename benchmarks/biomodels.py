@@ -4,6 +4,8 @@
 Usage::
 
     python benchmarks/biomodels.py [--runs N] [--models BIOMD0000000012 ...] [--out docs/biomodels.json]
+    python benchmarks/biomodels.py --table docs/biomodels.json      # the table of docs/biomodels.md
+    python benchmarks/biomodels.py --p53                            # time events: exact, diffssa, roadrunner
 
 For every model in ``tests/data/biomodels`` with settings in ``settings.json`` there (horizon,
 recorded points, runs, ``scale`` as passed to :func:`diffssa.load_sbml`, species compared,
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import re
 import sys
 import time
@@ -175,12 +178,61 @@ def molecules_per_unit(path: Path, scale) -> float:
     return factor
 
 
+def p53_window(runs: int = 400) -> list[dict]:
+    """Mean damDNA of the Proctor 2008 p53 models at t = 4200 s: exact, diffssa, roadrunner.
+
+    IR = 25 for 3600 <= t < 3660 (two time events); damDNA is made at kdam * IR and repaired at
+    krepair * damDNA, so its mean is exact: kdam * 25 / krepair * (1 - e^(-60 krepair)) e^(-540 krepair).
+    """
+    import diffssa
+
+    rows = []
+    for model in ("BIOMD0000000188", "BIOMD0000000189"):
+        path = CORPUS / f"{model}.xml"
+        net = diffssa.load_sbml(path)
+        kdam, krepair = net.parameters["kdam"], net.parameters["krepair"]
+        exact = kdam * 25 / krepair * (1 - math.exp(-60 * krepair)) * math.exp(-540 * krepair)
+        ours = np.asarray(diffssa.simulate(net, [4200.0], key=7, runs=runs, estimator=None)["damDNA"])[:, 0]
+        theirs = roadrunner_runs(path, 1.0, ["damDNA"], 4200.0, 2, runs, 20261203)[:, -1, 0]
+        row = {"model": model, "exact": round(exact, 3)}
+        for name, x in (("diffssa", ours), ("roadrunner", theirs)):
+            se = float(x.std(ddof=1) / math.sqrt(runs))
+            row[name] = {"mean": round(float(x.mean()), 3), "se": round(se, 3), "z": round(float((x.mean() - exact) / se), 2)}
+        rows.append(row)
+    return rows
+
+
+def markdown_table(report: dict) -> str:
+    """The report as the Markdown table of docs/biomodels.md."""
+    lines = ["| model | name | scale | horizon | runs | max abs z | diffssa s | roadrunner s | result |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in report["results"]:
+        if not r.get("loaded") or not r.get("ran"):
+            result = "refused: " + r["error"].split(": ", 1)[1].replace("|", "/")
+            lines.append(f"| {r['model']} | {r['name']} | | | | | | | {result} |")
+            continue
+        result = "pass" if r["passed"] else f"FAIL ({r['worst']['species']} at t = {r['worst']['time']})"
+        if r["compared_times"] < r["points"]:
+            result += f" (first {r['compared_times']} of {r['points']} times)"
+        lines.append(f"| {r['model']} | {r['name']} | {r['scale']} | {r['horizon']:g} | {r['runs']} | "
+                     f"{r['max_abs_z']:.2f} | {r['diffssa_s']:.1f} | {r['roadrunner_s']:.1f} | {result} |")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=None, help="runs per simulator (default: per model)")
     parser.add_argument("--models", nargs="*", default=None)
     parser.add_argument("--out", default=None, help="also write the JSON here (e.g. docs/biomodels.json)")
+    parser.add_argument("--table", default=None, help="print the Markdown table of a saved JSON report and exit")
+    parser.add_argument("--p53", action="store_true", help="print the exact p53 irradiation check and exit")
     args = parser.parse_args(argv)
+    if args.p53:
+        print(json.dumps(p53_window(args.runs or 400), indent=1))
+        return 0
+    if args.table:
+        print(markdown_table(json.loads(Path(args.table).read_text())))
+        return 0
     table = settings()
     rows = []
     for model in args.models or sorted(table):

@@ -495,7 +495,7 @@ def test_piecewise_time_forcing_becomes_exact_time_events(tmp_path):
     ]
     times = np.array([0.5, 1.0, 2.0, 3.0, 5.0])
     tr = simulate(net, times, key=2, runs=4000, estimator=None)
-    on = lambda t: 60 * (1 - np.exp(-0.5 * (t - 1)))  # noqa: E731 - mean while production is on
+    on = lambda t: 60 * (1 - np.exp(-0.5 * (t - 1)))  # mean while production is on
     exact = np.where(times < 1, 0.0, np.where(times <= 3, on(np.minimum(times, 3)), on(3) * np.exp(-0.5 * (times - 3))))
     se = np.sqrt(np.maximum(exact, 1e-9) / 4000)
     assert np.all(np.abs(np.asarray(tr.mean())[:, 0] - exact) < 5 * se)

@@ -58,8 +58,9 @@ from pathlib import Path
 
 import libsbml
 
-from .expressions import BinOp, Call, Expr, Neg, Num, Sym, evaluate, substitute, symbols, to_string
+from .expressions import BinOp, Call, Expr, Neg, Num, Sym, evaluate, substitute, symbols
 from .model import TIME, Event, MassAction, Propensity, Reaction, ReactionNetwork
+from .sbml_forms import TimeSwitches, affine_form, may_be_negative, split_net
 
 __all__ = ["SBMLError", "load_sbml", "write_sbml"]
 
@@ -116,7 +117,7 @@ _AVOGADRO = _CONSTANTS[libsbml.AST_NAME_AVOGADRO]
 _PER_KIND = {libsbml.UNIT_KIND_MOLE: _AVOGADRO, libsbml.UNIT_KIND_ITEM: 1.0, libsbml.UNIT_KIND_DIMENSIONLESS: 1.0}
 
 
-def _unit_molecules(imp: "_Importer", unit: str) -> float:
+def _unit_molecules(imp: _Importer, unit: str) -> float:
     """Molecules in one ``unit`` (an SBML unit id: a base unit or a unit definition of mole/item)."""
     if not unit:
         if imp.m.getLevel() >= 3:
@@ -137,7 +138,7 @@ def _unit_molecules(imp: "_Importer", unit: str) -> float:
     return factor
 
 
-def _molecules_per_unit(imp: "_Importer", scale) -> float:
+def _molecules_per_unit(imp: _Importer, scale) -> float:
     """Molecules per model substance unit: ``scale`` itself, or from the substance units with ``"avogadro"``."""
     if scale == "avogadro":
         default = imp.m.getSubstanceUnits() if imp.m.getLevel() >= 3 else "substance"
@@ -312,34 +313,6 @@ class _Importer:
         return expr
 
 
-def _affine(expr: Expr, species: set[str]):
-    """``(constant, {species: coefficient})`` if ``expr`` is affine in species with numeric coefficients."""
-    if isinstance(expr, Num):
-        return expr.value, {}
-    if isinstance(expr, Sym):
-        return (0.0, {expr.name: 1.0}) if expr.name in species else None
-    if isinstance(expr, Neg):
-        inner = _affine(expr.arg, species)
-        return inner and (-inner[0], {s: -c for s, c in inner[1].items()})
-    if not isinstance(expr, BinOp) or expr.op == "^":
-        return None
-    left, right = _affine(expr.left, species), _affine(expr.right, species)
-    if left is None or right is None:
-        return None
-    if expr.op in "+-":
-        sign = 1.0 if expr.op == "+" else -1.0
-        coefs = dict(left[1])
-        for s, c in right[1].items():
-            coefs[s] = coefs.get(s, 0.0) + sign * c
-        return left[0] + sign * right[0], coefs
-    if expr.op == "*" and (not left[1] or not right[1]):
-        (k, _), (c0, coefs) = (left, right) if not left[1] else (right, left)
-        return k * c0, {s: k * c for s, c in coefs.items()}
-    if expr.op == "/" and not right[1] and right[0] != 0:
-        return left[0] / right[0], {s: c / right[0] for s, c in left[1].items()}
-    return None
-
-
 def _check_document(doc: libsbml.SBMLDocument, path: Path) -> None:
     def raise_errors(what):
         errors = [doc.getError(i) for i in range(doc.getNumErrors())]
@@ -390,7 +363,7 @@ def load_sbml(path, scale: None | float | str = None) -> ReactionNetwork:
     switched = _event_targets(imp)
     params = {p: imp.value(p) for p in imp.params if p not in imp.rules and p not in switched}
     variables = {p: imp.value(p) for p in imp.params if p in switched}
-    forcing = _TimeSwitches(imp, set(params) | set(imp.species) | set(imp.params) | set(imp.compartments))
+    forcing = TimeSwitches(set(params) | set(imp.species) | set(imp.params) | set(imp.compartments))
     reactions = [x for r in m.getListOfReactions() for x in _reactions(imp, r, params, free, variables, forcing)]
     read = _read_by_laws_and_events(imp, reactions)
     observables = {s: imp.rule_amount(s) for s in imp.rules
@@ -420,7 +393,7 @@ def load_sbml(path, scale: None | float | str = None) -> ReactionNetwork:
 
 def _counts(imp: _Importer, amounts: dict[str, float], scale) -> dict[str, int]:
     """Whole molecule counts: exact ones required without a scale, rounding reported with one."""
-    counts = {s: int(round(v)) for s, v in amounts.items()}
+    counts = {s: round(v) for s, v in amounts.items()}
     off = {s: v for s, v in amounts.items() if abs(v - counts[s]) > 1e-9 * abs(v)}
     if off and scale is None:
         s, v = next(iter(off.items()))
@@ -462,7 +435,7 @@ def _refuse_unsupported(imp: _Importer) -> None:
             raise imp.error("reaction", r.getId(), "has no kinetic law")
 
 
-def _reactions(imp: _Importer, r, params: dict, free: list[str], variables: dict, forcing: "_TimeSwitches") \
+def _reactions(imp: _Importer, r, params: dict, free: list[str], variables: dict, forcing: TimeSwitches) \
         -> list[Reaction]:
     """The reaction with its kinetic law (times the scale) as a Propensity; a reversible one split in two.
 
@@ -484,8 +457,8 @@ def _reactions(imp: _Importer, r, params: dict, free: list[str], variables: dict
         params[name] = p.getValue()
         local[p.getId()] = Sym(name)
     law = substitute(imp.math(kl.getMath(), "reaction", rid), local)
-    parts = _net(law) if r.getReversible() else None
-    if r.getReversible() and parts is None and _may_be_negative(law):
+    parts = split_net(law) if r.getReversible() else None
+    if r.getReversible() and parts is None and may_be_negative(law):
         raise imp.error(
             "reaction", rid,
             "reversible with a kinetic law that is not a difference of a forward and a reverse rate; "
@@ -516,46 +489,10 @@ def _reactions(imp: _Importer, r, params: dict, free: list[str], variables: dict
             Reaction(sides[1], sides[0], laws[1], f"{rid}_reverse")]
 
 
-def _net(law: Expr) -> tuple[Expr, Expr] | None:
-    """``(forward, reverse)`` if ``law`` is ``forward - reverse``, possibly times or over common factors."""
-    if isinstance(law, BinOp) and law.op == "-":
-        return law.left, law.right
-    if isinstance(law, BinOp) and law.op == "+" and isinstance(law.right, Neg):
-        return law.left, law.right.arg
-    if isinstance(law, BinOp) and law.op in "*/":
-        left = _net(law.left)
-        if left is not None:
-            return tuple(BinOp(law.op, part, law.right) for part in left)
-        right = _net(law.right) if law.op == "*" else None
-        if right is not None:
-            return tuple(BinOp("*", law.left, part) for part in right)
-    return None
-
-
-_NON_NEGATIVE_CALLS = {"exp", "abs", "sqrt", "lt", "leq", "gt", "geq", "eq", "neq", "and", "or", "not"}
-
-
-def _may_be_negative(expr: Expr) -> bool:
-    """Whether ``expr`` can be negative for non-negative symbols (conservatively: True when unsure)."""
-    if isinstance(expr, Num):
-        return expr.value < 0
-    if isinstance(expr, Sym):
-        return False
-    if isinstance(expr, Neg):
-        return True
-    if isinstance(expr, BinOp):
-        return expr.op == "-" or _may_be_negative(expr.left) or (expr.op != "^" and _may_be_negative(expr.right))
-    if expr.fn in _NON_NEGATIVE_CALLS:
-        return False
-    if expr.fn == "piecewise":
-        return any(_may_be_negative(a) for a in (*expr.args[0:-1:2], expr.args[-1]))
-    return expr.fn not in ("min", "max", "hill") or any(_may_be_negative(a) for a in expr.args)
-
-
 def _affine_rule(imp: _Importer, name: str, free: list[str]):
     """(amount expression, integer coefficients) of a species set by an affine assignment rule, else None."""
     expr = imp.rule_amount(name)
-    form = _affine(expr, set(free))
+    form = affine_form(expr, set(free))
     if form is None or any(not float(c).is_integer() for c in form[1].values()):
         return None
     return expr, {s: int(c) for s, c in form[1].items() if c}
@@ -595,53 +532,6 @@ def _read_by_laws_and_events(imp: _Importer, reactions: list[Reaction]) -> set[s
         for node in maths:
             read |= symbols(imp.resolve(imp.math(node, "event", e.getId() or f"#{i + 1}")))
     return read
-
-
-class _TimeSwitches:
-    """Comparisons of time with constant thresholds in kinetic laws, as variables switched by time events.
-
-    ``time < c`` (also ``<=``, ``>``, ``>=`` and the mirrored forms; ``c`` an expression of parameters)
-    becomes a variable that holds the comparison's truth (1.0 or 0.0) at time 0 and is flipped by an
-    event with trigger ``time >= c`` (``time > c``): piecewise-constant forcing, simulated exactly.
-    """
-
-    _MIRROR = {"lt": "gt", "leq": "geq", "gt": "lt", "geq": "leq"}
-
-    def __init__(self, imp: _Importer, taken: set[str]):
-        self.imp, self.taken = imp, taken
-        self.names: dict[tuple[str, Expr], str] = {}
-        self.variables: dict[str, float] = {}
-        self.events: list[Event] = []
-
-    def replace(self, expr: Expr, params: dict) -> Expr:
-        """``expr`` with every comparison of time with a parameter expression replaced by its variable."""
-        if isinstance(expr, Neg):
-            return Neg(self.replace(expr.arg, params))
-        if isinstance(expr, BinOp):
-            return BinOp(expr.op, self.replace(expr.left, params), self.replace(expr.right, params))
-        if not isinstance(expr, Call):
-            return expr
-        expr = Call(expr.fn, tuple(self.replace(a, params) for a in expr.args))
-        if expr.fn not in self._MIRROR or len(expr.args) != 2:
-            return expr
-        a, b = expr.args
-        op, threshold = (expr.fn, b) if a == Sym(TIME) else (self._MIRROR[expr.fn], a) if b == Sym(TIME) else (None, None)
-        if op is None or symbols(threshold) - set(params):
-            return expr
-        return Sym(self._variable(op, threshold, params))
-
-    def _variable(self, op: str, threshold: Expr, params: dict) -> str:
-        if (op, threshold) not in self.names:
-            name = f"time_{op}_" + re.sub(r"\W+", "_", to_string(threshold)).strip("_")
-            while name in self.taken:
-                name += "_"
-            self.taken.add(name)
-            self.names[op, threshold] = name
-            self.variables[name] = float(evaluate(Call(op, (Num(0.0), threshold)), params))
-            after = 1.0 if op in ("gt", "geq") else 0.0  # the comparison's value once time passes c
-            trigger = Call("geq" if op in ("lt", "geq") else "gt", (Sym(TIME), threshold))
-            self.events.append(Event(trigger, {name: Num(after)}, f"{name} (time {to_string(trigger)})", True))
-        return self.names[op, threshold]
 
 
 def _with_derived(r: Reaction, derived: dict) -> Reaction:
