@@ -63,3 +63,13 @@ def test_p53_irradiation_window_matches_the_exact_mean(model):
     se = damage.std(0, ddof=1) / math.sqrt(400)
     assert np.all(damage[:, 0] == 0) and np.all(np.asarray(tr["IR"])[:, 1] == 25)
     assert np.all(np.abs(damage[:, 1:].mean(0) - exact[1:]) < 5 * se[1:]), (damage.mean(0), exact)
+
+
+def test_goldbeter_1995_is_refused_without_a_scale_and_converted_with_avogadro():
+    """0.1 uM in 1e-15 L is 1e-16 umol: never loaded as 0 molecules; with Avogadro, 60 molecules."""
+    path = bench.CORPUS / "BIOMD0000000016.xml"
+    with pytest.raises(SBMLError, match=r"species 'M': initial amount 1e-16 is not a whole number.*scale="):
+        load_sbml(path)
+    with pytest.warns(UserWarning, match=r"rounded to whole molecules: M 60\.2214 -> 60, P0 150\.554 -> 151"):
+        net = load_sbml(path, scale="avogadro")
+    assert net.species["M"] == 60 and net.species["Pt"] == 4 * 151  # the affine rule Pt = P0 + P1 + P2 + Pn

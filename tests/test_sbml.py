@@ -85,7 +85,7 @@ def write_model(tmp_path, species_xml, reactions_xml, params_xml="", size="1", r
 def rates(net, **state):
     """Propensities of ``net`` at the given counts (others at their initial values), default parameters."""
     compiled = net.compile()
-    x = jnp.asarray([state.get(s, n) for s, n in net.species.items()], jnp.float32)
+    x = jnp.asarray([state.get(s, n) for s, n in {**net.species, **net.variables}.items()], jnp.float32)
     theta = jnp.asarray(list(net.parameters.values()), jnp.float32)
     return np.asarray(compiled.propensities(x, theta))
 
@@ -342,11 +342,17 @@ def _round_trip_networks():
          Reaction({"Z": 1}, {"X": 1, "Y": 1}, MassAction(0.1))],
         volume=2.5,
     )
-    return [immigration_death(), dimerization(), hill, bimolecular]
+    switched = ReactionNetwork(
+        {"X": 0}, {"k": 20.0, "mu": 1.0},
+        [Reaction({}, {"X": 1}, Propensity("k * on"), "make"), Reaction({"X": 1}, {}, MassAction("mu"), "decay")],
+        events=[Event("geq(time, 2)", {"on": 0.0}, "off")], variables={"on": 1.0}, observables={"ratio": "X / (1 + X)"},
+    )
+    return [immigration_death(), dimerization(), hill, bimolecular, switched]
 
 
 @pytest.mark.parametrize(
-    "net", _round_trip_networks(), ids=["immigration_death", "dimerization", "hill_events", "bimolecular_v2.5"]
+    "net", _round_trip_networks(),
+    ids=["immigration_death", "dimerization", "hill_events", "bimolecular_v2.5", "variable_observable"],
 )
 def test_write_then_load_round_trip(tmp_path, net):
     path = tmp_path / "out.xml"
@@ -358,6 +364,7 @@ def test_write_then_load_round_trip(tmp_path, net):
     assert errors == []
     back = load_sbml(path)
     assert back.species == net.species and back.parameters == net.parameters and back.volume == net.volume
+    assert back.variables == net.variables and set(back.observables) == set(net.observables)
     np.testing.assert_array_equal(back.stoichiometry, net.stoichiometry)
     assert [r.name for r in back.reactions] == [r.name for r in net.reactions]
     assert [(e.name, e.initial_value, tuple(e.assignments)) for e in back.events] == \

@@ -647,9 +647,12 @@ def _check(status: int, what: str) -> None:
 def write_sbml(network: ReactionNetwork, path) -> None:
     """Write ``network`` as SBML Level 3 Version 1: amounts, one compartment of size ``network.volume``.
 
-    Raises ValueError for names that are not SBML ids and for laws given as Python callables.
+    Variables are written as non-constant parameters (events assign them, so they load back as
+    variables); observables as species set by assignment rules (they load back as observables, or as
+    exact counts when affine with integer coefficients). Raises ValueError for names that are not
+    SBML ids and for laws given as Python callables.
     """
-    names = set(network.species) | set(network.parameters)
+    names = set(network.species) | set(network.parameters) | set(network.variables) | set(network.observables)
     for n in sorted(names):
         if not _SID.match(n) or n == TIME:
             raise ValueError(f"{n!r} is not usable as an SBML id")
@@ -672,11 +675,21 @@ def write_sbml(network: ReactionNetwork, path) -> None:
         sp.setHasOnlySubstanceUnits(True)
         sp.setBoundaryCondition(False)
         sp.setConstant(False)
-    for p, v in network.parameters.items():
+    for p, v in [*network.parameters.items(), *network.variables.items()]:
         par = m.createParameter()
         par.setId(p)
         par.setValue(v)
-        par.setConstant(True)
+        par.setConstant(p in network.parameters)
+    for o, expr in network.observables.items():
+        sp = m.createSpecies()
+        for status, what in [(sp.setId(o), "observable id"), (sp.setCompartment(compartment), "compartment")]:
+            _check(status, what)
+        sp.setHasOnlySubstanceUnits(True)
+        sp.setBoundaryCondition(False)
+        sp.setConstant(False)
+        rule = m.createAssignmentRule()
+        rule.setVariable(o)
+        _check(rule.setMath(_ast(expr, names)), f"the expression of observable {o}")
     used = set(names) | {compartment}
     for i, r in enumerate(network.reactions):
         rid = r.name if _SID.match(r.name) and r.name not in used else f"R{i + 1}"
