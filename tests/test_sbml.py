@@ -456,10 +456,11 @@ def test_reversible_net_laws_are_split_into_two_reactions(tmp_path):
     )
 
 
-def test_reversible_laws_that_are_not_a_difference_are_refused_at_load(tmp_path):
+@pytest.mark.parametrize("law", ["kf * A + (kr * D - 1)", "(kf * A - kr * D) - 1"])
+def test_reversible_laws_that_are_not_a_difference_are_refused_at_load(tmp_path, law):
     path = write_model(
         tmp_path, [species("A", amount=1), species("D", amount=1)],
-        [reaction("odd", {"A": 1}, {"D": 1}, "kf * A + (kr * D - 1)", reversible=True)],
+        [reaction("odd", {"A": 1}, {"D": 1}, law, reversible=True)],
         [parameter("kf", 1.0), parameter("kr", 1.0)],
     )
     with pytest.raises(SBMLError, match=r"reaction 'odd': reversible with a kinetic law that is not a difference"):

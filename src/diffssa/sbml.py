@@ -441,8 +441,8 @@ def _reactions(imp: _Importer, r, params: dict, free: list[str], variables: dict
 
     A reversible reaction whose law is a difference ``f - b`` (possibly times or divided by common
     factors) becomes ``<id>_forward`` (reactants -> products at rate ``f``) and ``<id>_reverse``
-    (products -> reactants at rate ``b``); one whose law cannot be negative is kept as it is; any
-    other is refused. Comparisons of time with constants become variables switched by time events
+    (products -> reactants at rate ``b``) when neither part can be negative; one whose law cannot be
+    negative is kept as it is; any other is refused. Comparisons of time with constants become variables switched by time events
     (``forcing``); any other use of time is refused. Local parameters are added to ``params``.
     """
     rid = r.getId()
@@ -458,7 +458,7 @@ def _reactions(imp: _Importer, r, params: dict, free: list[str], variables: dict
         local[p.getId()] = Sym(name)
     law = substitute(imp.math(kl.getMath(), "reaction", rid), local)
     parts = split_net(law) if r.getReversible() else None
-    if r.getReversible() and parts is None and may_be_negative(law):
+    if r.getReversible() and any(map(may_be_negative, parts or (law,))):
         raise imp.error(
             "reaction", rid,
             "reversible with a kinetic law that is not a difference of a forward and a reverse rate; "
