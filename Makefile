@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test bench conformance clean
+.PHONY: setup demo test bench conformance biomodels clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,9 @@ bench: $(STAMP)
 
 conformance: $(STAMP)
 	$(BIN)/diffssa dsmts ../shared/dsmts/0* --runs 10000 --seed 1
+
+biomodels: $(STAMP)
+	$(BIN)/python benchmarks/biomodels.py --out docs/biomodels.json
 
 clean:
 	rm -rf $(VENV) demo-output .pytest_cache

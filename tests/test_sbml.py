@@ -10,7 +10,7 @@ import pytest
 
 from conftest import dimerization, immigration_death
 from diffssa import Event, MassAction, Propensity, Reaction, ReactionNetwork, simulate
-from diffssa.expressions import BinOp, Call, Num, Sym
+from diffssa.expressions import BinOp, Call, Num, Sym, evaluate
 from diffssa.sbml import SBMLError, load_sbml, write_sbml
 
 
@@ -34,7 +34,7 @@ def parameter(pid, value=None):
     return f'<parameter id="{pid}" {value} constant="true"/>'
 
 
-def reaction(rid, reactants, products, law, local=None, fast="false", extra=""):
+def reaction(rid, reactants, products, law, local=None, fast="false", extra="", reversible=False):
     def refs(tag, side):
         if not side:
             return ""
@@ -45,7 +45,7 @@ def reaction(rid, reactants, products, law, local=None, fast="false", extra=""):
     params = "".join(f'<localParameter id="{p}" value="{v}"/>' for p, v in (local or {}).items())
     params = f"<listOfLocalParameters>{params}</listOfLocalParameters>" if params else ""
     return (
-        f'<reaction id="{rid}" reversible="false" fast="{fast}" {extra}>'
+        f'<reaction id="{rid}" reversible="{str(reversible).lower()}" fast="{fast}" {extra}>'
         f'{refs("listOfReactants", reactants)}{refs("listOfProducts", products)}'
         f"<kineticLaw>{mathml(law)}{params}</kineticLaw></reaction>"
     )
@@ -61,11 +61,11 @@ def event(eid, trigger, assignments, extra="", persistent="true", inner=""):
 
 
 def write_model(tmp_path, species_xml, reactions_xml, params_xml="", size="1", rules="", initial="", events="",
-                functions="", name="model.xml"):
+                functions="", name="model.xml", units="", model_attrs=""):
     size = f'size="{size}"' if size is not None else ""
     text = f"""<?xml version="1.0" encoding="UTF-8"?>
 <sbml xmlns="http://www.sbml.org/sbml/level3/version1/core" level="3" version="1">
-  <model id="m">
+  <model id="m" {model_attrs}>{f"<listOfUnitDefinitions>{units}</listOfUnitDefinitions>" if units else ""}
     {f"<listOfFunctionDefinitions>{functions}</listOfFunctionDefinitions>" if functions else ""}
     <listOfCompartments><compartment id="C" spatialDimensions="3" {size} constant="true"/></listOfCompartments>
     <listOfSpecies>{''.join(species_xml)}</listOfSpecies>
@@ -85,7 +85,7 @@ def write_model(tmp_path, species_xml, reactions_xml, params_xml="", size="1", r
 def rates(net, **state):
     """Propensities of ``net`` at the given counts (others at their initial values), default parameters."""
     compiled = net.compile()
-    x = jnp.asarray([state.get(s, n) for s, n in net.species.items()], jnp.float32)
+    x = jnp.asarray([state.get(s, n) for s, n in {**net.species, **net.variables}.items()], jnp.float32)
     theta = jnp.asarray(list(net.parameters.values()), jnp.float32)
     return np.asarray(compiled.propensities(x, theta))
 
@@ -182,9 +182,10 @@ def test_species_assignment_rules_affine_kept_exact_nonlinear_refused(tmp_path):
     np.testing.assert_array_equal(net.stoichiometry, [[1, 2], [-1, -2]])
     traj = simulate(net, np.linspace(0, 1, 5), key=1, runs=20)
     np.testing.assert_array_equal(np.asarray(traj["y"]), 2 * np.asarray(traj["X"]) + 1)
-    bad = write_model(
+    bad = write_model(  # an event reads y, so it must stay a count (output-only rules become observables)
         tmp_path, species_xml, [reaction("death", {"X": 1}, {}, "X")],
         rules=f'<assignmentRule variable="y">{mathml("X * X")}</assignmentRule>', name="bad.xml",
+        events=event("cap", "y > 100", {"X": "0"}),
     )
     with pytest.raises(SBMLError, match=r"assignmentRule 'y'.*affine"):
         load_sbml(bad)
@@ -284,9 +285,6 @@ def test_gradient_through_an_sbml_parameter(tmp_path):
                                        inner=f"<priority>{mathml('1')}</priority>")), r"event 'first'.*priorit"),
         ("non-persistent trigger", dict(events=event("flaky", "time >= 1", {"X": "0"}, persistent="false")),
          r"event 'flaky'.*persistent"),
-        ("event assigning a parameter", dict(events=event("setk", "time >= 1", {"k": "2"}),
-                                             params_xml=['<parameter id="k" value="1" constant="false"/>']),
-         r"event 'setk'.*'k'"),
         ("event assigning a constant species", dict(
             species_xml=[species("X", amount=1), species("S", amount=1, boundary=True, constant=True)],
             events=event("bad", "time >= 1", {"S": "2"})),
@@ -344,11 +342,17 @@ def _round_trip_networks():
          Reaction({"Z": 1}, {"X": 1, "Y": 1}, MassAction(0.1))],
         volume=2.5,
     )
-    return [immigration_death(), dimerization(), hill, bimolecular]
+    switched = ReactionNetwork(
+        {"X": 0}, {"k": 20.0, "mu": 1.0},
+        [Reaction({}, {"X": 1}, Propensity("k * on"), "make"), Reaction({"X": 1}, {}, MassAction("mu"), "decay")],
+        events=[Event("geq(time, 2)", {"on": 0.0}, "off")], variables={"on": 1.0}, observables={"ratio": "X / (1 + X)"},
+    )
+    return [immigration_death(), dimerization(), hill, bimolecular, switched]
 
 
 @pytest.mark.parametrize(
-    "net", _round_trip_networks(), ids=["immigration_death", "dimerization", "hill_events", "bimolecular_v2.5"]
+    "net", _round_trip_networks(),
+    ids=["immigration_death", "dimerization", "hill_events", "bimolecular_v2.5", "variable_observable"],
 )
 def test_write_then_load_round_trip(tmp_path, net):
     path = tmp_path / "out.xml"
@@ -360,6 +364,7 @@ def test_write_then_load_round_trip(tmp_path, net):
     assert errors == []
     back = load_sbml(path)
     assert back.species == net.species and back.parameters == net.parameters and back.volume == net.volume
+    assert back.variables == net.variables and set(back.observables) == set(net.observables)
     np.testing.assert_array_equal(back.stoichiometry, net.stoichiometry)
     assert [r.name for r in back.reactions] == [r.name for r in net.reactions]
     assert [(e.name, e.initial_value, tuple(e.assignments)) for e in back.events] == \
@@ -374,3 +379,164 @@ def test_write_refuses_callable_laws(tmp_path):
     net = ReactionNetwork({"X": 1}, {"k": 1.0}, [Reaction({"X": 1}, {}, Propensity(lambda x, p: p["k"] * x["X"]))])
     with pytest.raises(ValueError, match="callable"):
         write_sbml(net, tmp_path / "out.xml")
+
+
+MICROMOLE = ('<unitDefinition id="umol"><listOfUnits><unit kind="mole" exponent="1" scale="-6" multiplier="1"/>'
+             "</listOfUnits></unitDefinition>")
+
+
+def _micromolar_model(tmp_path, name="conc.xml"):
+    """0.1 uM of X in 1e-15 L (60.2 molecules), degraded at k = 0.5 per unit of time; law in umol / time."""
+    return write_model(
+        tmp_path,
+        [species("X", conc=0.1, hosu=False), species("Y", conc=0, hosu=False)],
+        [reaction("deg", {"X": 1}, {"Y": 1}, "C * k * X")],
+        [parameter("k", 0.5)],
+        size="1e-15", units=MICROMOLE, model_attrs='substanceUnits="umol"', name=name,
+        events=event("dose", "time >= 1", {"X": "X + 0.2"}),
+    )
+
+
+def test_tiny_concentrations_are_refused_without_a_scale_never_loaded_as_zeros(tmp_path):
+    with pytest.raises(SBMLError, match=r"species 'X': initial amount 1e-16 is not a whole number.*scale="):
+        load_sbml(_micromolar_model(tmp_path))
+
+
+def test_avogadro_scale_converts_substance_units_to_molecules(tmp_path):
+    with pytest.warns(UserWarning, match=r"rounded to whole molecules: X 60\.2214 -> 60"):
+        net = load_sbml(_micromolar_model(tmp_path), scale="avogadro")
+    f = 6.02214179e23 * 1e-6  # molecules per umol
+    assert net.species == {"X": 60, "Y": 0}
+    np.testing.assert_allclose(rates(net), [0.5 * 60], rtol=1e-5)  # f * C * k * (X / (f * C))
+    (dose,) = net.events  # X + 0.2 uM in 1e-15 L: 120.4 more molecules, rounded to whole ones
+    value = evaluate(dose.assignments["X"], {"X": 60.0, "Y": 0.0, "k": 0.5, "time": 1.0})
+    assert float(value) == round(60 + 0.2 * 1e-15 * f) == 180
+
+
+def test_numeric_scale_and_its_refusals(tmp_path):
+    path = _micromolar_model(tmp_path)
+    with pytest.raises(SBMLError, match=r"model 'm': every initial amount rounds to 0 molecules with scale=1000\.0"):
+        load_sbml(path, scale=1000.0)
+    net = load_sbml(path, scale=1e18)  # 1e18 molecules per umol: X = 100 exactly, no warning
+    assert net.species == {"X": 100, "Y": 0}
+    np.testing.assert_allclose(rates(net), [0.5 * 100], rtol=1e-5)
+    for bad in (0, -1.0, "moles", True):
+        with pytest.raises(SBMLError, match=r"scale must be None, 'avogadro' or a positive number"):
+            load_sbml(path, scale=bad)
+    grams = write_model(tmp_path, [species("X", amount=1)], [reaction("r", {"X": 1}, {}, "X")],
+                        model_attrs='substanceUnits="gram"', name="grams.xml")
+    with pytest.raises(SBMLError, match=r"unit 'gram': is not a substance unit"):
+        load_sbml(grams, scale="avogadro")
+    unset = write_model(tmp_path, [species("X", amount=1)], [reaction("r", {"X": 1}, {}, "X")], name="unset.xml")
+    with pytest.raises(SBMLError, match=r"needs the model's substanceUnits"):
+        load_sbml(unset, scale="avogadro")
+    items = write_model(tmp_path, [species("X", amount=7)], [reaction("r", {"X": 1}, {}, "X")],
+                        model_attrs='substanceUnits="item"', name="items.xml")
+    assert load_sbml(items, scale="avogadro").species == {"X": 7}
+
+
+def test_reversible_net_laws_are_split_into_two_reactions(tmp_path):
+    reactions = [
+        reaction("bind", {"A": 1, "B": 1}, {"D": 1}, "C * (kf * A * B - kr * D)", reversible=True),
+        reaction("mm", {"D": 1}, {"E": 1}, "(V * D / K - V2 * E / K2) / (1 + D / K + E / K2)", reversible=True),
+        reaction("flagged", {"E": 1}, {}, "k * E", reversible=True),  # cannot be negative: kept as it is
+    ]
+    params = [parameter(p, v) for p, v in dict(kf=0.1, kr=2.0, V=3.0, K=4.0, V2=5.0, K2=6.0, k=0.7).items()]
+    path = write_model(tmp_path, [species(s, amount=n) for s, n in dict(A=10, B=5, D=3, E=2).items()],
+                       reactions, params, size="2")
+    net = load_sbml(path)
+    assert [r.name for r in net.reactions] == ["bind_forward", "bind_reverse", "mm_forward", "mm_reverse", "flagged"]
+    np.testing.assert_array_equal(
+        net.stoichiometry,
+        [[-1, -1, 1, 0], [1, 1, -1, 0], [0, 0, -1, 1], [0, 0, 1, -1], [0, 0, 0, -1]],
+    )
+    denominator = 1 + 3 / 4 + 2 / 6
+    np.testing.assert_allclose(
+        rates(net), [2 * 0.1 * 50, 2 * 2.0 * 3, 3 * 3 / 4 / denominator, 5 * 2 / 6 / denominator, 0.7 * 2], rtol=1e-5
+    )
+
+
+@pytest.mark.parametrize("law", ["kf * A + (kr * D - 1)", "(kf * A - kr * D) - 1"])
+def test_reversible_laws_that_are_not_a_difference_are_refused_at_load(tmp_path, law):
+    path = write_model(
+        tmp_path, [species("A", amount=1), species("D", amount=1)],
+        [reaction("odd", {"A": 1}, {"D": 1}, law, reversible=True)],
+        [parameter("kf", 1.0), parameter("kr", 1.0)],
+    )
+    with pytest.raises(SBMLError, match=r"reaction 'odd': reversible with a kinetic law that is not a difference"):
+        load_sbml(path)
+
+
+def test_events_assigning_parameters_make_them_variables(tmp_path):
+    """Production at k = 20 until t = 2, then k = k / 4: a variable assigned by a time event, exact means."""
+    path = write_model(
+        tmp_path, [species("X", amount=0)],
+        [reaction("make", {}, {"X": 1}, "k"), reaction("decay", {"X": 1}, {}, "mu * X")],
+        ['<parameter id="k" value="20" constant="false"/>', parameter("mu", 1.0)],
+        events=event("slow", "time >= 2", {"k": "k / 4"}),
+    )
+    net = load_sbml(path)
+    assert net.parameters == {"mu": 1.0} and net.variables == {"k": 20.0}
+    assert net.events[0].assignments == {"k": BinOp("/", Sym("k"), Num(4.0))}
+    times = np.array([1.0, 2.0, 4.0])
+    tr = simulate(net, times, key=5, runs=4000, estimator=None)
+    np.testing.assert_array_equal(np.asarray(tr["k"])[0], [20.0, 5.0, 5.0])
+    m2 = 20 * (1 - math.exp(-2))
+    exact = np.array([20 * (1 - math.exp(-1)), m2, 5 + (m2 - 5) * math.exp(-2)])
+    se = np.sqrt(exact / 4000)  # X is Poisson throughout
+    assert np.all(np.abs(np.asarray(tr.mean())[:, 0] - exact) < 5 * se)
+
+
+def test_piecewise_time_forcing_becomes_exact_time_events(tmp_path):
+    """0 -> X at k while 1 <= t < 3 (written with both spellings), X -> 0 at mu: switched by two events."""
+    law = "piecewise(k, time >= 1 && 3 > time, 0)"
+    path = write_model(
+        tmp_path, [species("X", amount=0)],
+        [reaction("make", {}, {"X": 1}, law), reaction("decay", {"X": 1}, {}, "mu * X")],
+        [parameter("k", 30.0), parameter("mu", 0.5)],
+    )
+    net = load_sbml(path)
+    assert net.variables == {"time_geq_1": 0.0, "time_lt_3": 1.0}
+    assert [(e.trigger, e.assignments) for e in net.events] == [
+        (Call("geq", (Sym("time"), Num(1.0))), {"time_geq_1": Num(1.0)}),
+        (Call("geq", (Sym("time"), Num(3.0))), {"time_lt_3": Num(0.0)}),
+    ]
+    times = np.array([0.5, 1.0, 2.0, 3.0, 5.0])
+    tr = simulate(net, times, key=2, runs=4000, estimator=None)
+    on = lambda t: 60 * (1 - np.exp(-0.5 * (t - 1)))  # mean while production is on
+    exact = np.where(times < 1, 0.0, np.where(times <= 3, on(np.minimum(times, 3)), on(3) * np.exp(-0.5 * (times - 3))))
+    se = np.sqrt(np.maximum(exact, 1e-9) / 4000)
+    assert np.all(np.abs(np.asarray(tr.mean())[:, 0] - exact) < 5 * se)
+
+
+@pytest.mark.parametrize("law", ["k * time", "piecewise(k, time < X, 0)", "k * ceil(sin(time))"])
+def test_other_uses_of_time_in_laws_are_refused_naming_the_reaction(tmp_path, law):
+    path = write_model(tmp_path, [species("X", amount=1)], [reaction("forced", {}, {"X": 1}, law)],
+                       [parameter("k", 1.0)])
+    with pytest.raises(SBMLError, match=r"reaction 'forced': math uses time \(other than compared with a constant"):
+        load_sbml(path)
+
+
+def test_output_only_species_rules_of_any_form_become_observables(tmp_path):
+    rules = (f'<assignmentRule variable="ratio">{mathml("X * X / (1 + X)")}</assignmentRule>'
+             f'<assignmentRule variable="total">{mathml("X + 2")}</assignmentRule>')
+    path = write_model(
+        tmp_path, [species("X", amount=3), species("ratio", amount=0), species("total", amount=0)],
+        [reaction("birth", {}, {"X": 1}, "2"), reaction("death", {"X": 1}, {}, "X")], rules=rules,
+    )
+    net = load_sbml(path)
+    assert net.species == {"X": 3, "total": 5}  # the affine rule stays an exact count
+    assert set(net.observables) == {"ratio"}
+    tr = simulate(net, np.linspace(0, 2, 5), key=0, runs=50, estimator=None)
+    x = np.asarray(tr["X"])
+    np.testing.assert_allclose(np.asarray(tr["ratio"]), x * x / (1 + x), rtol=1e-6)
+
+
+def test_events_assigning_compartments_are_refused(tmp_path):
+    path = write_model(
+        tmp_path, [species("X", amount=1)], [reaction("r", {"X": 1}, {}, "X")],
+        events=event("grow", "time >= 1", {"C": "2"}),
+    )
+    path.write_text(path.read_text().replace('size="1" constant="true"', 'size="1" constant="false"'))
+    with pytest.raises(SBMLError, match=r"event 'grow': assigns 'C'; only species and parameters"):
+        load_sbml(path)

@@ -1,17 +1,48 @@
 """SBML import and export (python-libsbml).
 
-:func:`load_sbml` reads a model for *discrete stochastic* simulation: the state is species amounts
-(molecule counts) and every kinetic law is used exactly as written, as the reaction's full propensity
-(so ``k * X * (X - 1) / 2`` means what it says; SBML has no mass-action convention to reinterpret).
+:func:`load_sbml` reads a model for *discrete stochastic* simulation: the state is molecule counts
+and every kinetic law is used exactly as written, as the reaction's full propensity (so
+``k * X * (X - 1) / 2`` means what it says; SBML has no mass-action convention to reinterpret).
 Global parameters become network parameters; local parameters become parameters named
 ``<reactionId>_<parameterId>``. Species that are only concentrations in math (``hasOnlySubstanceUnits
 ="false"``) read as ``amount / compartment size``; compartments are constants. Assignment rules of
 parameters are inlined; a species assignment rule is kept exact when it is an affine function of
 species with integer coefficients (the species then changes with every reaction and event that
-changes its inputs). Initial assignments are evaluated at load. Events without delay or priority
-become :class:`~diffssa.model.Event` objects. Anything else that would change the meaning of the model
-(rate and algebraic rules, fast reactions, delays, packages, ...) is refused with an
-:class:`SBMLError` naming the file, the element and its id.
+changes its inputs); a species set by a rule of any other form that no kinetic law or event reads
+becomes an *observable* (its amount in molecules, computed at the recorded times), and one that is
+read is refused. Initial assignments are evaluated at load. Events without delay or priority
+become :class:`~diffssa.model.Event` objects; parameters that events assign become network
+*variables* (piecewise constant, changed only by events). A comparison of ``time`` with a threshold
+that is a constant or parameter expression in a kinetic law (``piecewise(k, time < 10, 0)``, also
+inside parameter rules) becomes a variable ``time_<op>_<threshold>`` holding the comparison's value
+(1.0 or 0.0), flipped by an exact time event; any other use of ``time`` in a law is refused. Anything
+else that would change the meaning of the model (rate and algebraic rules, fast reactions, delays,
+packages, ...) is refused with an :class:`SBMLError` naming the file, the element and its id.
+
+Amounts and molecules (``scale``)
+---------------------------------
+SBML amounts are in the model's substance unit and kinetic laws give substance per time. By default
+(``scale=None``) one substance unit is one molecule, as libroadrunner's Gillespie integrator reads
+a model: initial amounts (``initialAmount``, or ``initialConcentration`` times the compartment size)
+must then be whole numbers, else the model is refused naming the species (a model whose tiny
+concentrations would round to 0 is never loaded as zeros). With ``scale=f`` (molecules per
+substance unit, as COPASI and GillesPy2 convert), or ``scale="avogadro"`` (``f`` from the substance
+unit: mole times its multiplier and 10^scale times Avogadro's number 6.02214179e23, item and
+dimensionless 1; species in different units are refused):
+
+* a species' count is ``f * amount`` (``f * concentration * size``), rounded to the nearest whole
+  molecule; a warning names every species whose count was rounded, and a model whose counts all
+  round to 0 is refused;
+* a species symbol in math reads ``count / f`` (``count / (f * size)`` as a concentration);
+* every kinetic law is multiplied by ``f`` (substance per time to molecules per time), and so are
+  event assignments and assignment rules of species.
+
+Reversible reactions
+--------------------
+A reversible reaction whose law is a difference ``forward - reverse`` (possibly multiplied or divided
+by common factors, such as ``V * (kf * A * B - kr * C)``) is split into two irreversible reactions,
+``<id>_forward`` and ``<id>_reverse``, as COPASI does. One whose law cannot be negative is kept as it is;
+any other reversible reaction is refused when the model is loaded.
 
 :func:`write_sbml` writes a network as SBML Level 3 Version 1 that :func:`load_sbml` reads back to
 the same network (mass-action laws written out as explicit propensities).
@@ -21,6 +52,7 @@ from __future__ import annotations
 
 import math
 import re
+import warnings
 from functools import reduce
 from pathlib import Path
 
@@ -28,6 +60,7 @@ import libsbml
 
 from .expressions import BinOp, Call, Expr, Neg, Num, Sym, evaluate, substitute, symbols
 from .model import TIME, Event, MassAction, Propensity, Reaction, ReactionNetwork
+from .sbml_forms import TimeSwitches, affine_form, may_be_negative, split_net
 
 __all__ = ["SBMLError", "load_sbml", "write_sbml"]
 
@@ -75,10 +108,54 @@ def _fold(op: str, args: list[Expr], empty: float) -> Expr:
     return reduce(lambda a, b: BinOp(op, a, b), args) if args else Num(empty)
 
 
+def _times(expr: Expr, factor: float) -> Expr:
+    return expr if factor == 1.0 else BinOp("*", expr, Num(factor))
+
+
+# ----------------------------------------------------------------------------- units
+_AVOGADRO = _CONSTANTS[libsbml.AST_NAME_AVOGADRO]
+_PER_KIND = {libsbml.UNIT_KIND_MOLE: _AVOGADRO, libsbml.UNIT_KIND_ITEM: 1.0, libsbml.UNIT_KIND_DIMENSIONLESS: 1.0}
+
+
+def _unit_molecules(imp: _Importer, unit: str) -> float:
+    """Molecules in one ``unit`` (an SBML unit id: a base unit or a unit definition of mole/item)."""
+    if not unit:
+        if imp.m.getLevel() >= 3:
+            raise imp.error("model", imp.m.getId(), "scale='avogadro' needs the model's substanceUnits to be set")
+        unit = "substance"
+    definition = imp.m.getUnitDefinition(unit)
+    if definition is None:
+        kind = libsbml.UnitKind_forName("mole" if unit == "substance" else unit)
+        if kind in _PER_KIND:
+            return _PER_KIND[kind]
+        raise imp.error("unit", unit, "is not a substance unit (mole, item or dimensionless)")
+    factor = 1.0
+    for u in definition.getListOfUnits():
+        kind = u.getKind()
+        if kind not in _PER_KIND or (u.getExponent() != 1 and kind != libsbml.UNIT_KIND_DIMENSIONLESS):
+            raise imp.error("unitDefinition", unit, "is not a substance unit (mole, item or dimensionless)")
+        factor *= (u.getMultiplier() * 10.0 ** u.getScale()) ** u.getExponent() * _PER_KIND[kind]
+    return factor
+
+
+def _molecules_per_unit(imp: _Importer, scale) -> float:
+    """Molecules per model substance unit: ``scale`` itself, or from the substance units with ``"avogadro"``."""
+    if scale == "avogadro":
+        default = imp.m.getSubstanceUnits() if imp.m.getLevel() >= 3 else "substance"
+        units = {s.getSubstanceUnits() or default for s in imp.species.values()}
+        factors = {u: _unit_molecules(imp, u) for u in sorted(units)}
+        if len(set(factors.values())) > 1:
+            raise imp.error("model", imp.m.getId(), f"species use different substance units {sorted(units)}")
+        return next(iter(factors.values()), 1.0)
+    if isinstance(scale, (int, float)) and not isinstance(scale, bool) and math.isfinite(scale) and scale > 0:
+        return float(scale)
+    raise SBMLError(f"{imp.path}: scale must be None, 'avogadro' or a positive number, not {scale!r}")
+
+
 class _Importer:
     """Reads one libsbml Model into a ReactionNetwork; every error names the file and the element."""
 
-    def __init__(self, model: libsbml.Model, path: Path):
+    def __init__(self, model: libsbml.Model, path: Path, scale=None):
         self.m, self.path = model, path
         self.functions = {f.getId(): f for f in model.getListOfFunctionDefinitions()}
         self.species = {s.getId(): s for s in model.getListOfSpecies()}
@@ -89,6 +166,7 @@ class _Importer:
         self._values: dict[str, float] = {}
         self._resolved: dict[tuple[str, bool], Expr] = {}
         self._busy: set[str] = set()
+        self.factor = 1.0 if scale is None else _molecules_per_unit(self, scale)
 
     def error(self, kind: str, ident: str, message: str) -> SBMLError:
         return SBMLError(f"{self.path}: {kind} {ident!r}: {message}")
@@ -185,11 +263,16 @@ class _Importer:
         s = self.species[name]
         return s.getHasOnlySubstanceUnits() or self.compartments[s.getCompartment()].getSpatialDimensions() == 0
 
-    def amount(self, name: str) -> int:
-        v = self.value(name) * (1.0 if self.in_amounts(name) else self.size(name))
-        if not (math.isfinite(v) and v >= 0 and abs(v - round(v)) <= 1e-9 * max(1.0, abs(v))):
-            raise self.error("species", name, f"initial amount {v!r} is not a non-negative whole number")
-        return int(round(v))
+    def to_amount(self, name: str) -> float:
+        """Molecules per unit of the species' symbol in math (amount or concentration)."""
+        return self.factor * (1.0 if self.in_amounts(name) else self.size(name))
+
+    def amount(self, name: str) -> float:
+        """Initial molecule count (unrounded) of a species."""
+        v = self.value(name) * self.to_amount(name)
+        if not (math.isfinite(v) and v >= 0):
+            raise self.error("species", name, f"initial amount {v!r} is not a non-negative number")
+        return v
 
     # ------------------------------------------------------------------ symbolic
     def resolve(self, expr: Expr, inline_species: bool = False) -> Expr:
@@ -202,7 +285,8 @@ class _Importer:
         if name in self.species:
             if name in self.rules and inline_species:
                 return self._inlined(name, inline_species)
-            return Sym(name) if self.in_amounts(name) else BinOp("/", Sym(name), Num(self.size(name)))
+            unit = self.to_amount(name)
+            return Sym(name) if unit == 1.0 else BinOp("/", Sym(name), Num(unit))
         if name in self.rules:
             return self._inlined(name, inline_species)
         return Sym(name)
@@ -220,42 +304,13 @@ class _Importer:
 
     def rule_amount(self, name: str) -> Expr:
         """A rule-determined species as an expression of the other species' amounts."""
-        expr = self._inlined(name, True)
-        return expr if self.in_amounts(name) else BinOp("*", expr, Num(self.size(name)))
+        return _times(self._inlined(name, True), self.to_amount(name))
 
     def check_names(self, expr: Expr, allowed: set[str], kind: str, ident: str) -> Expr:
         for name in sorted(symbols(expr) - allowed):
-            what = "time" if name == TIME else f"{name!r}, which is not a species or a parameter"
+            what = "time (other than compared with a constant threshold)" if name == TIME else f"{name!r}, which is not a species or a parameter"
             raise self.error(kind, ident, f"math uses {what} (not supported here)")
         return expr
-
-
-def _affine(expr: Expr, species: set[str]):
-    """``(constant, {species: coefficient})`` if ``expr`` is affine in species with numeric coefficients."""
-    if isinstance(expr, Num):
-        return expr.value, {}
-    if isinstance(expr, Sym):
-        return (0.0, {expr.name: 1.0}) if expr.name in species else None
-    if isinstance(expr, Neg):
-        inner = _affine(expr.arg, species)
-        return inner and (-inner[0], {s: -c for s, c in inner[1].items()})
-    if not isinstance(expr, BinOp) or expr.op == "^":
-        return None
-    left, right = _affine(expr.left, species), _affine(expr.right, species)
-    if left is None or right is None:
-        return None
-    if expr.op in "+-":
-        sign = 1.0 if expr.op == "+" else -1.0
-        coefs = dict(left[1])
-        for s, c in right[1].items():
-            coefs[s] = coefs.get(s, 0.0) + sign * c
-        return left[0] + sign * right[0], coefs
-    if expr.op == "*" and (not left[1] or not right[1]):
-        (k, _), (c0, coefs) = (left, right) if not left[1] else (right, left)
-        return k * c0, {s: k * c for s, c in coefs.items()}
-    if expr.op == "/" and not right[1] and right[0] != 0:
-        return left[0] / right[0], {s: c / right[0] for s, c in left[1].items()}
-    return None
 
 
 def _check_document(doc: libsbml.SBMLDocument, path: Path) -> None:
@@ -278,8 +333,14 @@ def _check_document(doc: libsbml.SBMLDocument, path: Path) -> None:
     raise_errors("inconsistent SBML")
 
 
-def load_sbml(path) -> ReactionNetwork:
-    """Read an SBML file (any level/version libsbml reads) as a network of species amounts.
+def load_sbml(path, scale: None | float | str = None) -> ReactionNetwork:
+    """Read an SBML file (any level/version libsbml reads) as a network of molecule counts.
+
+    ``scale``: molecules per unit of the model's substance (see the module docstring). ``None``: one
+    unit is one molecule and initial amounts must be whole numbers; a positive number: that many
+    molecules per unit; ``"avogadro"``: from the model's substance units (mole with its
+    scale/multiplier times Avogadro's number, item and dimensionless 1). With a scale, initial
+    counts are rounded to whole molecules (with a warning naming the species that changed).
 
     Raises :class:`SBMLError` for a missing, malformed or invalid file (with libsbml's messages and
     line numbers) and for every feature that cannot be simulated exactly as written.
@@ -290,7 +351,7 @@ def load_sbml(path) -> ReactionNetwork:
     doc = libsbml.readSBMLFromFile(str(path))
     _check_document(doc, path)
     m = doc.getModel()
-    imp = _Importer(m, path)
+    imp = _Importer(m, path, scale)
     _refuse_unsupported(imp)
     for rule in m.getListOfRules():
         var = rule.getVariable()
@@ -299,12 +360,23 @@ def load_sbml(path) -> ReactionNetwork:
         imp.rules[var] = imp.math(rule.getMath(), "assignmentRule", var)
 
     free = [s for s in imp.species if s not in imp.rules]
-    params = {p: imp.value(p) for p in imp.params if p not in imp.rules}
-    reactions = [_reaction(imp, r, params, free) for r in m.getListOfReactions()]
-    derived = {s: _species_rule(imp, s, free) for s in imp.species if s in imp.rules}
+    switched = _event_targets(imp)
+    params = {p: imp.value(p) for p in imp.params if p not in imp.rules and p not in switched}
+    variables = {p: imp.value(p) for p in imp.params if p in switched}
+    forcing = TimeSwitches(set(params) | set(imp.species) | set(imp.params) | set(imp.compartments))
+    reactions = [x for r in m.getListOfReactions() for x in _reactions(imp, r, params, free, variables, forcing)]
+    read = _read_by_laws_and_events(imp, reactions)
+    observables = {s: imp.rule_amount(s) for s in imp.rules
+                   if s in imp.species and s not in read and _affine_rule(imp, s, free) is None}
+    derived = {s: _species_rule(imp, s, free) for s in imp.rules if s in imp.species and s not in observables}
     reactions = [_with_derived(r, derived) for r in reactions]
-    events = [_event(imp, e, i, derived, set(params) | set(imp.species)) for i, e in enumerate(m.getListOfEvents())]
-    species = {s: imp.amount(s) for s in imp.species}
+    allowed = set(params) | set(free) | set(derived) | set(variables)
+    events = [_event(imp, e, i, derived, allowed) for i, e in enumerate(m.getListOfEvents())]
+    for s, expr in observables.items():
+        imp.check_names(expr, allowed, "assignmentRule", s)
+    counts = _counts(imp, {s: imp.amount(s) for s in free}, scale)
+    counts |= _counts(imp, {s: float(evaluate(expr, counts)) for s, (expr, _) in derived.items()}, scale)
+    species = {s: counts[s] for s in imp.species if s not in observables}
     volume = 1.0
     if len(imp.compartments) == 1:
         (c,) = imp.compartments.values()
@@ -312,10 +384,31 @@ def load_sbml(path) -> ReactionNetwork:
             volume = imp.value(c.getId())
     try:
         return ReactionNetwork(
-            species, params, reactions, volume if math.isfinite(volume) and volume > 0 else 1.0, m.getId(), events
+            species, params, reactions, volume if math.isfinite(volume) and volume > 0 else 1.0, m.getId(),
+            events + forcing.events, variables | forcing.variables, observables,
         )
     except ValueError as exc:
         raise SBMLError(f"{path}: model {m.getId()!r}: {exc}") from None
+
+
+def _counts(imp: _Importer, amounts: dict[str, float], scale) -> dict[str, int]:
+    """Whole molecule counts: exact ones required without a scale, rounding reported with one."""
+    counts = {s: round(v) for s, v in amounts.items()}
+    off = {s: v for s, v in amounts.items() if abs(v - counts[s]) > 1e-9 * abs(v)}
+    if off and scale is None:
+        s, v = next(iter(off.items()))
+        raise imp.error(
+            "species", s,
+            f"initial amount {v:.6g} is not a whole number of molecules; pass scale= (molecules per substance unit, "
+            f"or 'avogadro' to convert from the model's units) to load it as counts",
+        )
+    if off and not any(counts.values()) and any(amounts.values()):
+        raise imp.error("model", imp.m.getId(), f"every initial amount rounds to 0 molecules with scale={scale!r}")
+    if off:
+        listed = ", ".join(f"{s} {v:.6g} -> {counts[s]}" for s, v in list(off.items())[:8])
+        more = f" and {len(off) - 8} more" if len(off) > 8 else ""
+        warnings.warn(f"{imp.path}: initial amounts rounded to whole molecules: {listed}{more}", stacklevel=3)
+    return counts
 
 
 def _refuse_unsupported(imp: _Importer) -> None:
@@ -342,8 +435,16 @@ def _refuse_unsupported(imp: _Importer) -> None:
             raise imp.error("reaction", r.getId(), "has no kinetic law")
 
 
-def _reaction(imp: _Importer, r, params: dict, free: list[str]) -> Reaction:
-    """The reaction with its kinetic law as a Propensity; its local parameters are added to ``params``."""
+def _reactions(imp: _Importer, r, params: dict, free: list[str], variables: dict, forcing: TimeSwitches) \
+        -> list[Reaction]:
+    """The reaction with its kinetic law (times the scale) as a Propensity; a reversible one split in two.
+
+    A reversible reaction whose law is a difference ``f - b`` (possibly times or divided by common
+    factors) becomes ``<id>_forward`` (reactants -> products at rate ``f``) and ``<id>_reverse``
+    (products -> reactants at rate ``b``) when neither part can be negative; one whose law cannot be
+    negative is kept as it is; any other is refused. Comparisons of time with constants become variables switched by time events
+    (``forcing``); any other use of time is refused. Local parameters are added to ``params``.
+    """
     rid = r.getId()
     kl = r.getKineticLaw()
     local = {}
@@ -355,8 +456,19 @@ def _reaction(imp: _Importer, r, params: dict, free: list[str]) -> Reaction:
             raise imp.error("reaction", rid, f"local parameter {p.getId()!r} has no value")
         params[name] = p.getValue()
         local[p.getId()] = Sym(name)
-    law = imp.resolve(substitute(imp.math(kl.getMath(), "reaction", rid), local))
-    imp.check_names(law, set(params) | set(imp.species), "reaction", rid)
+    law = substitute(imp.math(kl.getMath(), "reaction", rid), local)
+    parts = split_net(law) if r.getReversible() else None
+    if r.getReversible() and any(map(may_be_negative, parts or (law,))):
+        raise imp.error(
+            "reaction", rid,
+            "reversible with a kinetic law that is not a difference of a forward and a reverse rate; "
+            "write it as two irreversible reactions",
+        )
+    laws = []
+    for part in parts or (law,):
+        part = _times(forcing.replace(imp.resolve(part), params), imp.factor)
+        allowed = set(params) | set(imp.species) | set(variables) | set(forcing.variables)
+        laws.append(Propensity(imp.check_names(part, allowed, "reaction", rid)))
     sides = []
     for refs in (r.getListOfReactants(), r.getListOfProducts()):
         side = {}
@@ -371,19 +483,55 @@ def _reaction(imp: _Importer, r, params: dict, free: list[str]) -> Reaction:
             if n and not sp.getBoundaryCondition() and not sp.getConstant() and s in free:
                 side[s] = side.get(s, 0) + int(n)
         sides.append(side)
-    return Reaction(sides[0], sides[1], Propensity(law), rid)
+    if parts is None:
+        return [Reaction(sides[0], sides[1], laws[0], rid)]
+    return [Reaction(sides[0], sides[1], laws[0], f"{rid}_forward"),
+            Reaction(sides[1], sides[0], laws[1], f"{rid}_reverse")]
+
+
+def _affine_rule(imp: _Importer, name: str, free: list[str]):
+    """(amount expression, integer coefficients) of a species set by an affine assignment rule, else None."""
+    expr = imp.rule_amount(name)
+    form = affine_form(expr, set(free))
+    if form is None or any(not float(c).is_integer() for c in form[1].values()):
+        return None
+    return expr, {s: int(c) for s, c in form[1].items() if c}
 
 
 def _species_rule(imp: _Importer, name: str, free: list[str]):
-    """(amount expression, integer coefficients) of a species set by an affine assignment rule."""
-    expr = imp.rule_amount(name)
-    form = _affine(expr, set(free))
-    if form is None or any(not float(c).is_integer() for c in form[1].values()):
+    """:func:`_affine_rule` of a species that laws or events read, which must be affine."""
+    rule = _affine_rule(imp, name, free)
+    if rule is None:
         raise imp.error(
             "assignmentRule", name,
-            "a species assignment rule must be an affine function of species amounts with integer coefficients",
+            "a species assignment rule that kinetic laws or events read must be an affine function of species "
+            "amounts with integer coefficients",
         )
-    return expr, {s: int(c) for s, c in form[1].items() if c}
+    return rule
+
+
+def _event_targets(imp: _Importer) -> set[str]:
+    """Parameters that events assign (they become variables); events assigning compartments are refused."""
+    targets = set()
+    for i, e in enumerate(imp.m.getListOfEvents()):
+        for a in e.getListOfEventAssignments():
+            var = a.getVariable()
+            if var in imp.params:
+                targets.add(var)
+            elif var not in imp.species:
+                raise imp.error("event", e.getId() or f"#{i + 1}",
+                                f"assigns {var!r}; only species and parameters may be assigned by events")
+    return targets
+
+
+def _read_by_laws_and_events(imp: _Importer, reactions: list[Reaction]) -> set[str]:
+    """Names the kinetic laws, event triggers and event assignments read (parameter rules inlined)."""
+    read = set().union(*(symbols(r.law.law) for r in reactions))
+    for i, e in enumerate(imp.m.getListOfEvents()):
+        maths = [e.getTrigger().getMath()] + [a.getMath() for a in e.getListOfEventAssignments()]
+        for node in maths:
+            read |= symbols(imp.resolve(imp.math(node, "event", e.getId() or f"#{i + 1}")))
+    return read
 
 
 def _with_derived(r: Reaction, derived: dict) -> Reaction:
@@ -397,7 +545,11 @@ def _with_derived(r: Reaction, derived: dict) -> Reaction:
 
 
 def _event(imp: _Importer, e, index: int, derived: dict, allowed: set[str]) -> Event:
-    """An Event; species set by affine rules get assignments that keep their rules true."""
+    """An Event; species set by affine rules get assignments that keep their rules true.
+
+    Assignments to species are in molecules (rounded to the nearest whole one when the model is
+    scaled); parameters that events assign are variables, assigned as they are.
+    """
     eid = e.getId() or f"#{index + 1}"
     trigger = e.getTrigger()
     if e.isSetDelay():
@@ -413,11 +565,11 @@ def _event(imp: _Importer, e, index: int, derived: dict, allowed: set[str]) -> E
     assignments = {}
     for a in e.getListOfEventAssignments():
         var = a.getVariable()
-        if var not in imp.species:
-            raise imp.error("event", eid, f"assigns {var!r}; only species may be assigned by events")
         value = imp.resolve(imp.math(a.getMath(), "event", eid))
-        if not imp.in_amounts(var):
-            value = BinOp("*", value, Num(imp.size(var)))
+        if var in imp.species:
+            value = _times(value, imp.to_amount(var))
+            if imp.factor != 1.0 and symbols(value):  # scaled amounts: rounded to whole molecules
+                value = Call("floor", (BinOp("+", value, Num(0.5)),))
         assignments[var] = imp.check_names(value, allowed | {TIME}, "event", eid)
     for s, (expr, coefs) in derived.items():
         if set(coefs) & set(assignments):
@@ -495,9 +647,12 @@ def _check(status: int, what: str) -> None:
 def write_sbml(network: ReactionNetwork, path) -> None:
     """Write ``network`` as SBML Level 3 Version 1: amounts, one compartment of size ``network.volume``.
 
-    Raises ValueError for names that are not SBML ids and for laws given as Python callables.
+    Variables are written as non-constant parameters (events assign them, so they load back as
+    variables); observables as species set by assignment rules (they load back as observables, or as
+    exact counts when affine with integer coefficients). Raises ValueError for names that are not
+    SBML ids and for laws given as Python callables.
     """
-    names = set(network.species) | set(network.parameters)
+    names = set(network.species) | set(network.parameters) | set(network.variables) | set(network.observables)
     for n in sorted(names):
         if not _SID.match(n) or n == TIME:
             raise ValueError(f"{n!r} is not usable as an SBML id")
@@ -520,11 +675,21 @@ def write_sbml(network: ReactionNetwork, path) -> None:
         sp.setHasOnlySubstanceUnits(True)
         sp.setBoundaryCondition(False)
         sp.setConstant(False)
-    for p, v in network.parameters.items():
+    for p, v in [*network.parameters.items(), *network.variables.items()]:
         par = m.createParameter()
         par.setId(p)
         par.setValue(v)
-        par.setConstant(True)
+        par.setConstant(p in network.parameters)
+    for o, expr in network.observables.items():
+        sp = m.createSpecies()
+        for status, what in [(sp.setId(o), "observable id"), (sp.setCompartment(compartment), "compartment")]:
+            _check(status, what)
+        sp.setHasOnlySubstanceUnits(True)
+        sp.setBoundaryCondition(False)
+        sp.setConstant(False)
+        rule = m.createAssignmentRule()
+        rule.setVariable(o)
+        _check(rule.setMath(_ast(expr, names)), f"the expression of observable {o}")
     used = set(names) | {compartment}
     for i, r in enumerate(network.reactions):
         rid = r.name if _SID.match(r.name) and r.name not in used else f"R{i + 1}"
