@@ -245,3 +245,18 @@ def test_large_counts_in_float64_and_growth_past_float32_named(tmp_path, capsys)
     assert "species 'X' reached" in capsys.readouterr().err
     assert main(["simulate", str(grow), "--t-end", "1", "--points", "1", "--runs", "4", "--seed", "0",
                  "--precision", "float64", "--out", str(tmp_path / "g.csv")]) == 0
+
+
+def test_scale_converts_sbml_concentrations_and_is_refused_for_rxn(tmp_path, capsys):
+    """Goldbeter 1995 (BIOMD0000000016) is in micromolar: refused without --scale, naming a species;
+    with --scale avogadro it runs and the header records the scale."""
+    model = str(Path(__file__).parent / "data" / "biomodels" / "BIOMD0000000016.xml")
+    out = tmp_path / "g.csv"
+    base = ["simulate", model, "--t-end", "1", "--points", "1", "--runs", "5", "--seed", "0", "--out", str(out)]
+    assert main(base) == 2
+    assert "not a whole number" in capsys.readouterr().err
+    assert main(base + ["--scale", "avogadro"]) == 0
+    assert "# scale: avogadro" in out.read_text()
+    assert main(["simulate", DIMER, "--t-end", "1", "--points", "1", "--scale", "10", "--out", str(out)]) == 2
+    assert "SBML files only" in capsys.readouterr().err
+    assert main(base + ["--scale", "-3"]) == 2

@@ -130,10 +130,23 @@ def _output_times(args) -> tuple[int, str, object]:
     return args.points + 1, "--points", lambda: time_grid(args.t_end, args.points)
 
 
-def _load(path: str, params: dict[str, float]):
+def _scale(text: str):
+    """``--scale``: a positive number or ``avogadro``."""
+    if text == "avogadro":
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number or 'avogadro', got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a positive number or 'avogadro', got {text!r}")
+    return value
+
+
+def _load(path: str, params: dict[str, float], scale=None):
     from .language import load_network
 
-    network = load_network(path)
+    network = load_network(path, scale)
     try:
         network.check_parameter_names(params)
     except ValueError as err:
@@ -145,7 +158,8 @@ def _metadata(args, command: str, network, overrides, **extra) -> dict:
     """Provenance of an output: version, command, model, all parameter values (overrides listed), seed..."""
     return {"diffssa_version": __version__, "command": command, "model": args.model,
             "parameters": {k: float(v) for k, v in network.parameters.items()}, "overridden": sorted(overrides),
-            "seed": args.seed, "runs": args.runs, "max_steps": args.max_steps, **extra}
+            "seed": args.seed, "runs": args.runs, "max_steps": args.max_steps,
+            **({"scale": args.scale} if args.scale is not None else {}), **extra}
 
 
 def _simulate_in_batches(network, times, runs, seed, max_steps, method="direct", on_exhausted="raise",
@@ -180,7 +194,7 @@ def cmd_simulate(args) -> int:
     n_times, times_option, grid = _output_times(args)
     outputs = {"--out": args.out, "--plot": args.plot, "--trajectories": args.trajectories}
     check_outputs(outputs)
-    network = _load(args.model, params)
+    network = _load(args.model, params, args.scale)
     columns = len(network.state_names) + len(network.observables)
     check_sizes(args.runs, n_times, columns, args.trajectories, times_option)
     times = grid()
@@ -211,7 +225,7 @@ def cmd_gradient(args) -> int:
     from .simulate import SimulationBudgetError
 
     params = _parse_params(args.param)
-    network = _load(args.model, params)
+    network = _load(args.model, params, args.scale)
     wrt = [w.strip() for w in args.wrt.split(",") if w.strip()]
     if not wrt:
         raise ValueError("--wrt needs at least one parameter name")
@@ -406,6 +420,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--seed", type=_seed, default=0, help="random seed, 0 <= S < 2**64 (default 0)")
         p.add_argument("--max-steps", type=_positive_int, default=100_000,
                        help="event budget per trajectory; running out is exit status 3")
+        p.add_argument("--scale", type=_scale, help="SBML only: molecules per unit of substance (a number, or "
+                       "'avogadro' from the model's units); default: one unit is one molecule")
 
     p = sub.add_parser("simulate", help="simulate trajectories; write mean and SD per species to CSV")
     model_args(p)

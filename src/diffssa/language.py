@@ -76,8 +76,10 @@ def parse_network(text: str, source: str = "<string>") -> ReactionNetwork:
     return _Parser(source).read(text)
 
 
-def load_network(path) -> ReactionNetwork:
-    """Read a model file: the reaction language (``.rxn``, ``.txt``) or SBML (``.xml``, ``.sbml``)."""
+def load_network(path, scale: None | float | str = None) -> ReactionNetwork:
+    """Read a model file: the reaction language (``.rxn``, ``.txt``) or SBML (``.xml``, ``.sbml``).
+
+    ``scale``: SBML only, molecules per unit of substance (:func:`diffssa.sbml.load_sbml`)."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in SUFFIXES:
@@ -88,7 +90,10 @@ def load_network(path) -> ReactionNetwork:
     if SUFFIXES[suffix] == "SBML":
         from .sbml import load_sbml
 
-        return load_sbml(path)
+        return load_sbml(path, scale)
+    if scale is not None:
+        raise ValueError(f"{path}: a scale (molecules per unit of substance) applies to SBML files only; "
+                         "reaction-language models are written in molecule counts")
     return parse_network(path.read_text(), source=str(path))
 
 
