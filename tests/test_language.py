@@ -184,9 +184,10 @@ def test_load_network_suffixes_and_missing_files(tmp_path, monkeypatch):
     sbml = tmp_path / "model.xml"
     sbml.write_text("<sbml/>")
     fake = types.ModuleType("diffssa.sbml")
-    fake.load_sbml = lambda path: ("sbml", Path(path).name)
+    fake.load_sbml = lambda path, scale=None: ("sbml", Path(path).name, scale)
     monkeypatch.setitem(sys.modules, "diffssa.sbml", fake)
-    assert load_network(sbml) == ("sbml", "model.xml")
+    assert load_network(sbml) == ("sbml", "model.xml", None)
+    assert load_network(sbml, scale="avogadro") == ("sbml", "model.xml", "avogadro")
 
 
 HEADER = "parameter k1 = 0.001\nspecies P = 100\nspecies P2 = 0\n"  # lines 1-3
