@@ -256,10 +256,12 @@ def diffssa_gradient(spec, runs, repeats):
     import jax
     import numpy as np
 
+    from diffssa.rng import as_key
+
     fn, count, params = make_gradient(spec, runs)
 
     def once(seed):
-        key = jax.random.PRNGKey(seed)
+        key = as_key(seed)
         t0 = time.perf_counter()
         grad = fn(params, key)
         jax.block_until_ready(grad)

@@ -132,3 +132,10 @@ def test_small_config_learns_and_resumes(tmp_path):
     longer = train("small", resume=str(tmp_path / "last.npz"), out_dir=tmp_path, progress=False, max_seconds=0.0,
                    overrides={"epochs": 2})
     assert longer["steps"] == 51 and longer["stopped_early"] and longer["config"]["epochs"] == 2
+
+
+def test_initial_parameters_use_all_64_bits_of_the_seed():
+    """Seeds 0 and 2**32 gave the same network before integer seeds went through rng.as_key."""
+    cfg = grn.CONFIGS["small"]
+    a, b = (np.asarray(grn.init_params(cfg, seed)["W1"]) for seed in (0, 2**32))
+    assert not np.array_equal(a, b)

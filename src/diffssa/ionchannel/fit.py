@@ -49,6 +49,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..model import MassAction, Reaction, ReactionNetwork
+from ..rng import as_key
 from .gridstats import SoftBins, sample_record, soft_histogram_np
 from .models import GatingScheme
 from .qmatrix import MissedEventDensity, bin_probabilities, pinf
@@ -337,7 +338,7 @@ def optimise(loss, initial: Mapping[str, float], *, key, steps: int, learning_ra
         new_u = {k: jnp.clip(jnp.where(finite, new_u[k], u[k]), lo[k], hi[k]) for k in u}
         return new_u, new_state, value, finite
 
-    key = jax.random.PRNGKey(key) if isinstance(key, int) else key
+    key = as_key(key)
     losses, history, skipped = [], [], 0
     for i in range(steps):
         u, state, value, finite = step(u, state, jax.random.fold_in(key, i))
@@ -385,7 +386,7 @@ def simulate_dwells(scheme: GatingScheme, concentration: float, tres: float, *, 
     rate = float(np.max(-np.diag(scheme.q_matrix(concentration))))
     budget = max_steps or int(window * rate * copies * 1.2) + 500
     current = [[] for _ in range(chains)]
-    key = jax.random.PRNGKey(seed)
+    key = as_key(seed)
     for w in range(n_windows):
         tr = simulate(net, times, key=jax.random.fold_in(key, w), runs=chains, initial=x, max_steps=budget,
                       on_exhausted="raise")

@@ -42,6 +42,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ...rng import as_key
+
 __all__ = [
     "GRNConfig",
     "CONFIGS",
@@ -121,7 +123,7 @@ def count_parameters(params_or_config) -> int:
 
 
 def init_params(config: GRNConfig, key) -> dict:
-    k1, k2 = jax.random.split(jax.random.PRNGKey(key) if isinstance(key, int) else key)
+    k1, k2 = jax.random.split(as_key(key))
     h = config.hidden
     return {
         "W1": config.w1_scale * jax.random.normal(k1, (h, N_INPUTS), jnp.float32),

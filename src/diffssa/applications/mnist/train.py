@@ -15,6 +15,7 @@ import numpy as np
 import optax
 from tqdm.auto import tqdm
 
+from ...rng import as_key
 from . import grn
 from .data import load_mnist
 from .grn import GRNConfig
@@ -89,7 +90,7 @@ def evaluate_params(params, config: GRNConfig, images, labels, *, seed: int = 0,
     trajectories; the prediction is the output gene with the most copies summed over them."""
     batch = batch or config.eval_batch
     run = make_evaluator(config)
-    key = jax.random.PRNGKey(seed)
+    key = as_key(seed)
     n = len(labels)
     correct, events = 0, 0.0
     start = time.perf_counter()
@@ -175,7 +176,7 @@ def train(config: str | GRNConfig = "full", resume: str | None = None, out_dir="
         cfg = grn.CONFIGS[config] if isinstance(config, str) else config
         if overrides:
             cfg = cfg.replace(**overrides)
-        params, opt_leaves, meta = grn.init_params(cfg, jax.random.PRNGKey(seed)), None, None
+        params, opt_leaves, meta = grn.init_params(cfg, as_key(seed)), None, None
     (train_x, train_y), (val_x, val_y) = _split(cfg)
     steps_per_epoch = len(train_y) // cfg.batch
     optimizer, train_step = make_train_step(cfg, steps_per_epoch)
@@ -186,7 +187,7 @@ def train(config: str | GRNConfig = "full", resume: str | None = None, out_dir="
     history = meta["history"] if meta else []
     best = meta.get("best_val_accuracy", -1.0) if meta else -1.0
     wall = meta.get("train_seconds", 0.0) if meta else 0.0
-    key = jax.random.PRNGKey(seed + 1)
+    key = as_key((seed + 1) % 2**64)
     total_steps = steps_per_epoch * cfg.epochs
 
     def meta_now():
