@@ -46,8 +46,10 @@ means ``Lambda_j = a_j(x, theta) tau`` into the counts ``K_j``:
   spanning the mean +- 5 SD (a stride above 1 beyond ~10 counts of SD), temperature ``temperature``;
   its soft count (noise independent of the forward count) carries the derivative. The comparison.
 
-Exact events (critical firings, exact steps) carry no derivative: the estimators are for the large
-counts tau-leaping is for. Networks with events are refused.
+Exact events (critical firings, exact steps) carry, straight-through, the derivative of their
+expected count over the step, ``a_j tau`` (the first-moment part of the EAT without its noise): an
+exact step then still feeds the state back on the derivative (without it, a run made mostly of exact
+steps was measured 3x off). Networks with events are refused.
 """
 
 from __future__ import annotations
@@ -224,6 +226,8 @@ def _make_step(compiled: CompiledNetwork, tables, grid, max_steps: int, config: 
         h = g - c.t
         at_grid = active & (h <= 0)
         a_live, invalid = checked_propensities(compiled, c.x, theta, c.invalid, active)
+        # The step size and every decision are functions of the stopped state: differentiating the step
+        # size too (through |mu_i| near 0) was measured to give heavy-tailed, unusable derivatives.
         a, x = jax.lax.stop_gradient(a_live), jax.lax.stop_gradient(c.x)
         firings_left = jnp.min(jnp.where(consumes > 0, jnp.floor(x / jnp.where(consumes > 0, consumes, 1.0)), jnp.inf),
                                axis=1)
@@ -250,11 +254,14 @@ def _make_step(compiled: CompiledNetwork, tables, grid, max_steps: int, config: 
         index = reaction_index(pool, jnp.cumsum(pool), u[1] * jnp.sum(pool), null_event=False)
         mean = jnp.where(exact | critical, 0.0, a * tau)
         hard = jax.random.poisson(words[2:4], mean, dtype=jnp.int32).astype(c.x.dtype)
-        counts = hard
+        single = jnp.where(one, jax.nn.one_hot(index, n_reactions, dtype=c.x.dtype), 0.0)
+        fired = hard + single
         if surrogate is not None:
-            live_mean = jnp.where(exact | critical, 0.0, a_live * jax.lax.stop_gradient(tau))
-            counts = surrogate.soft_counts(live_mean, hard, words[4:6])
-        fired = counts + jnp.where(one, jax.nn.one_hot(index, n_reactions, dtype=c.x.dtype), 0.0)
+            by_exact = exact | critical
+            fired = (surrogate.soft_counts(jnp.where(by_exact, 0.0, a_live * tau), hard, words[4:6])
+                     # an exact event carries the derivative of its expected count over the step, a_j tau:
+                     # without it, exact steps would not feed the state back on the tangent at all
+                     + straight_through(single, jnp.where(by_exact, a_live * tau, 0.0)))
         x_new = c.x + fired @ nu
         negative = jnp.any(jax.lax.stop_gradient(x_new[:n_counts]) < 0)
         go = active & ~at_grid & (c.n < max_steps)
