@@ -16,15 +16,16 @@ Prints ONE JSON object on stdout (progress on stderr); ``docs/tau-leap.json`` is
 * ``lotka_volterra``: X -> 2 X @ c1 = 1, X + Y -> 2 Y @ c2 = 1e-4, Y -> 0 @ c3 = 1, X(0) = 8000,
   Y(0) = 1e4 (equilibrium 1e4, 1e4), t = 0, 0.5, ..., 2; references as for the dimerisation.
 
-Accuracy: tau-leap means and SDs at epsilon 0.01, 0.03, 0.05 relative to the reference, at every grid
-time after 0 (the largest absolute relative error is reported, and every value). Gradients: per-run
-derivatives of the mean of the last-time counts (``params`` as (B,) arrays) with the EAT and
-Gumbel-softmax surrogates at epsilon 0.01 and 0.03, against the closed form or the exact coupled finite
-differences (whose standard error is given), and against the tau-leap's own coupled finite
+Accuracy: tau-leap means and SDs at epsilon 0.01, 0.03, 0.05 (CGP's step selection, and with the
+``flux_bound`` option) relative to the reference, at every grid time after 0 (the largest absolute
+relative error is reported, and every value). Gradients: per-run derivatives of the mean of the
+last-time counts (``params`` as (B,) arrays) with the EAT and Gumbel-softmax surrogates at epsilon
+0.01, 0.03 and 0.03 with ``flux_bound`` (``"0.03+flux"``), against the closed form or the exact coupled
+finite differences (whose standard error is given), and against the tau-leap's own coupled finite
 differences. Speed: immigration-death with k / mu = 1e4 and 1e6 molecules from half that
 (X(0) = k / (2 mu), t = 0, 0.5, ..., 2: the accuracy model, scaled), the exact direct method against
-tau-leap (epsilon 0.03), same batch, compilation excluded, medians of ``--repeats`` timed runs with
-different keys.
+tau-leap (epsilon 0.03, without and with ``flux_bound``), same batch, compilation excluded, medians of
+``--repeats`` timed runs with different keys.
 """
 
 from __future__ import annotations
@@ -115,13 +116,16 @@ def main():
             ref_events = float(np.mean(exact.events))
             ref_mean, ref_sd = moments(exact.states)
             reference = f"exact direct method, {n_exact} runs ({time.perf_counter() - start:.1f} s incl. compilation)"
-        accuracy[name] = {"reference": reference, "exact_events_per_run": ref_events, "by_epsilon": {}}
-        for eps in (0.01, 0.03, 0.05):
-            log(f"[{name}] tau-leap epsilon {eps}")
-            tr = simulate(net, times, key=12, runs=n_tau, method=TauLeap(epsilon=eps), estimator=None)
-            entry = compare(tr.states, ref_mean, ref_sd)
-            entry["steps_per_run"] = float(np.mean(tr.events))
-            accuracy[name]["by_epsilon"][str(eps)] = entry
+        accuracy[name] = {"reference": reference, "exact_events_per_run": ref_events, "by_epsilon": {},
+                          "by_epsilon_flux_bound": {}}
+        for flux in (False, True):
+            for eps in (0.01, 0.03, 0.05):
+                log(f"[{name}] tau-leap epsilon {eps} flux_bound {flux}")
+                tr = simulate(net, times, key=12, runs=n_tau, method=TauLeap(epsilon=eps, flux_bound=flux),
+                              estimator=None)
+                entry = compare(tr.states, ref_mean, ref_sd)
+                entry["steps_per_run"] = float(np.mean(tr.events))
+                accuracy[name]["by_epsilon_flux_bound" if flux else "by_epsilon"][str(eps)] = entry
 
         # gradients of E[observable] at epsilon 0.03
         log(f"[{name}] gradients")
@@ -141,9 +145,10 @@ def main():
                               for w in wrt}
         for w in wrt:
             grads["by_parameter"][w] = {"reference": reference_grad[w], "by_epsilon": {}}
-        for eps in (0.01, 0.03):
+        for eps in (0.01, 0.03, "0.03+flux"):
+            config = TauLeap(0.03, flux_bound=True) if eps == "0.03+flux" else TauLeap(eps)
             tau_fd = finite_difference_gradient(net, times, observable, wrt, key=14, runs=n_tau,
-                                                method=TauLeap(eps), relative_step=0.01)
+                                                method=config, relative_step=0.01)
             for w in wrt:
                 ref = np.asarray(reference_grad[w]["value"])
                 entry = {"tau_leap_finite_differences": {
@@ -152,9 +157,9 @@ def main():
                     "rel_error_vs_reference": (np.atleast_1d(tau_fd[w].gradient) / ref - 1).tolist(),
                     "kind": f"tau-leap coupled central differences (same key, h = 1%, {n_tau} runs)"}}
                 for est in ("eat", "gumbel"):
-                    def total(values, est=est, w=w, eps=eps):
+                    def total(values, est=est, w=w, config=config):
                         params = {q: (values if q == w else base[q]) for q in base}
-                        tr = simulate(net, times, key=15, runs=n_tau, params=params, method=TauLeap(eps),
+                        tr = simulate(net, times, key=15, runs=n_tau, params=params, method=config,
                                       estimator=est)
                         return jnp.sum(observable(tr.states).reshape(n_tau, -1), axis=0)
 
@@ -182,7 +187,8 @@ def main():
         times = np.linspace(0, 2, 5)
         entry = {"molecules": size, "runs": runs, "t_end": 2.0, "x0": size // 2}
         for label, kwargs in (("exact", dict(estimator=None, max_steps=4 * size)),
-                              ("tau_leap", dict(method=TauLeap(0.03), estimator=None))):
+                              ("tau_leap", dict(method=TauLeap(0.03), estimator=None)),
+                              ("tau_leap_flux_bound", dict(method=TauLeap(0.03, flux_bound=True), estimator=None))):
             simulate(net, times, key=0, runs=runs, **kwargs).states.block_until_ready()  # compile
             seconds, steps = [], []
             for r in range(args.repeats):
@@ -195,6 +201,7 @@ def main():
                             "steps_per_run": statistics.median(steps)}
             log(f"[speed {size}] {label}: {entry[label]['median_seconds']:.3f} s, {entry[label]['steps_per_run']:.0f} steps/run")
         entry["speedup"] = entry["exact"]["median_seconds"] / entry["tau_leap"]["median_seconds"]
+        entry["speedup_flux_bound"] = entry["exact"]["median_seconds"] / entry["tau_leap_flux_bound"]["median_seconds"]
         speed[str(size)] = entry
     result["speed"] = speed
     text = json.dumps(result, indent=1)
