@@ -69,7 +69,20 @@ def test_immigration_death_means_and_sds_at_1e4():
         if eps == 0.01:
             np.testing.assert_array_less(np.abs(sd64(x[:, 1:]) / exact_sd - 1), 0.08)
         assert tr.estimator == "exact" and not np.any(tr.exhausted)
-        assert np.mean(tr.events) < 100  # leaps, where the exact engine fires about 24,000 events
+        assert np.mean(tr.events) < 100  # leaps, where the exact engine fires about 36,000 events
+
+
+def test_flux_bound_keeps_the_variance():
+    """With ``flux_bound`` the decay's ``mu tau`` stays <= epsilon = 0.03, so the leap's variance excess
+    2 / (2 - mu tau) - 1 is at most 1.5% (0.8% in the SD); 4000 runs give the SD a standard error of
+    1 / sqrt(2 * 3999) = 1.1%: the SDs are within 0.8% + 4 SE of the exact ones (CGP alone: up to 8.7%
+    at this epsilon, docs/tau-leap.md)."""
+    net = immigration_death(k=K, mu=MU, x0=X0)
+    tr = simulate(net, TIMES, key=0, runs=4000, method=TauLeap(epsilon=0.03, flux_bound=True), estimator=None)
+    x = np.asarray(tr.states[:, 1:, 0])
+    np.testing.assert_array_less(np.abs(x.mean(axis=0) / id_mean(TIMES[1:]) - 1), 0.02)
+    np.testing.assert_array_less(np.abs(sd64(x) / id_sd(TIMES[1:]) - 1), 0.008 + 4 / np.sqrt(2 * 3999))
+    assert np.mean(tr.events) < 400  # more leaps than CGP alone (23), far fewer than 36,000 events
 
 
 def test_dimerisation_at_1e4_against_exact_ssa():
