@@ -12,7 +12,8 @@ at state ``x`` (S,) and time ``t`` (time units of the rate constants), propensit
    ``tau' = min_i min(max(eps x_i / g_i, 1) / |mu_i|, max(eps x_i / g_i, 1)^2 / sigma_i^2)``. ``g_i``
    (dimensionless) is CGP's factor for the highest-order reaction consuming ``i``, generalised to
    ``(order / n) (n + sum_{m<n} m / (x_i - m))`` for a reaction of ``order`` that needs ``n`` copies
-   of ``i``, maximised over the reactions (the 2006 paper's table for orders 1-3).
+   of ``i``, maximised over the reactions (the 2006 paper's table for orders 1-3). Optional, not in
+   CGP (``TauLeap(flux_bound=True)``): also ``tau' <= max(eps x_i / g_i, 1) / sum_j |nu_ji| a_j``.
 3. If ``tau' < exact_below / a0`` (a leap would fire fewer than about 10 reactions) the step is one
    exact event of the direct method instead.
 4. Otherwise ``tau'' ~ Exp(a0_critical)``; ``tau = min(tau', tau'', g - t)`` with ``g`` the next grid
