@@ -19,5 +19,6 @@ from .model import CompiledNetwork, Event, MassAction, Propensity, Reaction, Rea
 from .language import format_network, load_network, parse_network
 from .sbml import SBMLError, load_sbml, write_sbml
 from .simulate import SimulationBudgetError, Trajectories, simulate, time_grid
+from .tau_leap import PoissonSurrogate, TauLeap
 
 __version__ = "0.1.0"

@@ -30,7 +30,7 @@ from .events import CompiledEvents, compile_events
 from .model import CompiledNetwork
 from .rng import uniforms
 
-__all__ = ["Carry", "make_step", "make_core", "build_runner", "forward_loop", "over_devices", "pad_batch",
+__all__ = ["Carry", "make_step", "make_core", "build_runner", "jit_runner", "forward_loop", "over_devices", "pad_batch",
            "reaction_index", "checked_propensities", "invalid_rate_constants", "recorded_states", "problem_labels",
            "flag", "flag_counts"]
 
@@ -272,7 +272,13 @@ def build_runner(compiled: CompiledNetwork, n_grid: int, max_steps: int, estimat
                  differentiable: bool, chunk: int, devices: tuple):
     """:func:`make_core` jitted, with the batch split over ``devices`` and, on the differentiable path,
     cut in rematerialised slices of ``BATCH_SLICE`` trajectories."""
-    core = make_core(compiled, n_grid, max_steps, estimator, differentiable, chunk)
+    return jit_runner(make_core(compiled, n_grid, max_steps, estimator, differentiable, chunk), differentiable, devices)
+
+
+def jit_runner(core, differentiable: bool, devices: tuple):
+    """``core(grid, theta, x0, keys, state0)`` (one device, a batch) jitted, with the batch split over
+    ``devices`` and, on the differentiable path, cut in rematerialised slices of ``BATCH_SLICE``
+    trajectories (the drivers of every engine with a differentiable path)."""
     if not differentiable:
         return jax.jit(over_devices(core, devices))
 

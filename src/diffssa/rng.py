@@ -5,7 +5,9 @@ Every trajectory has its own (2,) uint32 Threefry-2x32 key. A draw is addressed 
 index within the draw, so the same event always gets the same numbers (a pending event can be
 recomputed exactly in a later iteration) and different uses never share them. Streams in use: 0 the
 direct method's clock and choice, 1 Gumbel noise, ``k + 1`` the next-reaction method's channel ``k``,
-``SAMPLER_STREAM`` the pairs estimator's placement and its pairs' keys.
+``SAMPLER_STREAM`` the pairs estimator's placement and its pairs' keys, ``TAU_LEAP_STREAM`` the
+tau-leaping engine's draws (its own method: no simulation uses it together with the next-reaction
+channels, whose streams end at ``2**16 - 2``).
 """
 
 from __future__ import annotations
@@ -15,9 +17,10 @@ import jax.numpy as jnp
 import numpy as np
 from jax.extend.random import threefry_2x32
 
-__all__ = ["as_key", "bits_to_uniform", "uniforms", "derived_key", "SAMPLER_STREAM"]
+__all__ = ["as_key", "bits_to_uniform", "bits", "uniforms", "derived_key", "SAMPLER_STREAM", "TAU_LEAP_STREAM"]
 
 SAMPLER_STREAM = 0xFFFF  # above the next-reaction channels' streams 1 .. 2**16 - 2
+TAU_LEAP_STREAM = 0xFFFE  # diffssa.tau_leap: one draw of words per step
 
 
 def as_key(key):
@@ -38,14 +41,19 @@ def bits_to_uniform(bits):
     return jax.lax.bitcast_convert_type((bits >> 9) | jnp.uint32(0x3F800000), jnp.float32) - 1.0
 
 
-def uniforms(key, n, stream: int, size: int):
-    """``size`` uniforms in [0, 1) for event ``n`` of a trajectory (``key``: its (2,) uint32 key)."""
+def bits(key, n, stream: int, size: int):
+    """``size`` uint32 random words for event ``n`` of a trajectory (``key``: its (2,) uint32 key)."""
     pairs = -(-size // 2)
     counts = jnp.concatenate([
         jnp.full((pairs,), n, jnp.uint32),
         jnp.uint32(stream << 16) + jnp.arange(pairs, dtype=jnp.uint32),
     ])
-    return bits_to_uniform(threefry_2x32(key, counts)[:size])
+    return threefry_2x32(key, counts)[:size]
+
+
+def uniforms(key, n, stream: int, size: int):
+    """``size`` uniforms in [0, 1) for event ``n`` of a trajectory (``key``: its (2,) uint32 key)."""
+    return bits_to_uniform(bits(key, n, stream, size))
 
 
 def derived_key(key, index, stream: int):

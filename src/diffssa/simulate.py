@@ -26,6 +26,7 @@ from .estimators import EXACT, Estimator, PoissonPairs, ScoreFunction, get_estim
 from .expressions import evaluate, symbols
 from .model import MAX_COUNT, CompiledNetwork, ReactionNetwork
 from .rng import as_key
+from .tau_leap import TauLeap, build_tau_leap_runner, tau_leap_estimator
 from .trajectories import Trajectories, _pair_term, _score_term, time_grid
 
 __all__ = ["Trajectories", "SimulationBudgetError", "simulate", "time_grid"]
@@ -47,7 +48,7 @@ def simulate(
     estimator: Estimator | str | None = "auto",
     chunk: int | None = None,
     on_exhausted: str = "warn",
-    method: str = "direct",
+    method: str | TauLeap = "direct",
     devices=None,
     precision: str = "auto",
 ) -> Trajectories:
@@ -75,7 +76,11 @@ def simulate(
     method: ``"direct"`` (default) or ``"next-reaction"`` (forward only, no events): one random stream
         per reaction channel, so that simulations with the same key at different parameters share
         every channel's Poisson process (:mod:`diffssa.next_reaction`; the coupling finite
-        differences want).
+        differences want); or ``"tau-leap"`` / :class:`~diffssa.tau_leap.TauLeap` ``(epsilon=0.03)``:
+        approximate, for large counts (:mod:`diffssa.tau_leap`; no events), its derivatives those of
+        its Poisson counts: ``estimator`` is then ``"auto"`` (= ``"eat"``, exponential arrival times),
+        ``"gumbel"`` (Gumbel-softmax), a :class:`~diffssa.tau_leap.PoissonSurrogate` or ``None``;
+        ``max_steps`` bounds its steps (leaps, exact events, rejected leaps).
     devices: the devices the batch is split over (default ``jax.local_devices()``; see
         :func:`diffssa.use_cpu_cores`); with a single one the batch is not split. Pass one device
         where the results feed a host callback (``jax.pure_callback``) inside ``jit``: XLA's CPU
@@ -100,8 +105,10 @@ def simulate(
         raise ValueError(f"max_steps must be a positive integer, got {max_steps!r}")
     if on_exhausted not in ("warn", "raise", "ignore"):
         raise ValueError(f"on_exhausted must be 'warn', 'raise' or 'ignore', got {on_exhausted!r}")
-    if method not in ("direct", "next-reaction"):
-        raise ValueError(f"method must be 'direct' or 'next-reaction', got {method!r}")
+    if isinstance(method, str) and method == "tau-leap":
+        method = TauLeap()
+    if not isinstance(method, TauLeap) and method not in ("direct", "next-reaction"):
+        raise ValueError(f"method must be 'direct', 'next-reaction', 'tau-leap' or a TauLeap, got {method!r}")
     if precision not in ("auto", "float32", "float64"):
         raise ValueError(f"precision must be 'auto', 'float32' or 'float64', got {precision!r}")
     runs, max_steps = int(runs), int(max_steps)
@@ -123,7 +130,9 @@ def simulate(
 def _simulate(network, compiled, grid, key, runs, params, x0, max_steps, estimator, chunk, on_exhausted, method,
               devices):
     """:func:`simulate` after its checks, with the initial states ``x0`` (B, S) in the state's float type."""
-    if method == "next-reaction":
+    if isinstance(method, TauLeap):
+        est = tau_leap_estimator(estimator, network)
+    elif method == "next-reaction":
         est = _next_reaction_estimator(network, compiled, estimator)
     else:
         est = get_estimator(estimator, network)
@@ -142,7 +151,17 @@ def _simulate(network, compiled, grid, key, runs, params, x0, max_steps, estimat
 
         reactions = differentiated_reactions(compiled, traced_names)  # none: nothing to differentiate
 
-    if method == "next-reaction":
+    if isinstance(method, TauLeap):
+        differentiable = traced
+        if chunk is None:
+            chunk = max(8, int(math.sqrt(max_steps + grid.size)))
+        chunk = int(chunk) if differentiable else 0
+        run = _runner(compiled, ("tau-leap", grid.size, max_steps, method, est, differentiable, chunk, devices),
+                      lambda: build_tau_leap_runner(network, compiled, grid.size, max_steps, method, est,
+                                                    differentiable, chunk, devices))
+        states, exhausted, events, invalid, _ = run(jnp.asarray(grid), theta, x0, keys, None)
+        result = _trajectories(states, exhausted, events, invalid, **common)
+    elif method == "next-reaction":
         states, exhausted, events, invalid, _ = _runner(
             compiled, ("next-reaction", grid.size, max_steps, devices),
             lambda: _build_next_reaction(compiled, grid.size, max_steps, devices))(
