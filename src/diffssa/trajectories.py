@@ -122,9 +122,13 @@ class Trajectories:
         the simulation's estimator applied to ``f`` itself, so they are unbiased for any ``f`` under
         the pairs and score-function estimators.
         """
-        per_time = jax.vmap(jax.vmap(f or (lambda x: x)))  # (B, T, S) -> (B, T, ...)
-        return self._expectation(per_time, self.log_likelihood,
-                                 lambda pairs, exact: _pair_term(pairs, jax.vmap(per_time)))
+        return self._expect_grid(jax.vmap(jax.vmap(f or (lambda x: x))))  # (B, T, S) -> (B, T, ...)
+
+    def _expect_grid(self, per_grid):
+        """(T, ...) mean over runs of ``per_grid``: recorded states (B, T, S) -> (B, T, ...), applied
+        to the trajectories and to the pairs' paths, with the estimator's derivative terms."""
+        return self._expectation(per_grid, self.log_likelihood,
+                                 lambda pairs, exact: _pair_term(pairs, jax.vmap(per_grid)))
 
     def expect_path(self, f: Callable):
         """``E[f(path)]`` for a function of a whole recorded path, ``f``: (T, S) -> array.
@@ -173,13 +177,18 @@ class Trajectories:
 
     def sd(self):
         """(T, S) standard deviation over runs (n - 1 in the denominator), differentiable exactly
-        through the first and second moments."""
+        through the first and second moments (about the mean rounded, held constant)."""
         runs = self.states.shape[0]
         if self.states.dtype == np.float64:  # forward only (float64 counts): deviations, in 64-bit mode
             with jax.enable_x64(True):
                 return jnp.std(self.states, axis=0, ddof=1 if runs > 1 else 0)
-        first, second = self.expect(), self.expect(jnp.square)
-        variance = (second - first**2) * (runs / (runs - 1) if runs > 1 else 1.0)
+        # Moments about a constant c, the mean rounded to a whole count: Var = E[(X - c)^2] - E[X - c]^2
+        # with exact derivatives (c's cancel), and no float32 cancellation of E[X^2] - E[X]^2 (which
+        # read an SD of 2.8 for a constant 10,000): the deviations of counts from c are exact.
+        centre = jnp.round(jax.lax.stop_gradient(self.expect()))
+        shift = self._expect_grid(lambda states: states - centre)
+        second = self._expect_grid(lambda states: jnp.square(states - centre))
+        variance = (second - shift**2) * (runs / (runs - 1) if runs > 1 else 1.0)
         positive = variance > 0  # sqrt has no derivative at 0 (all runs equal, e.g. at time 0): 0 there
         return jnp.where(positive, jnp.sqrt(jnp.where(positive, variance, 1.0)), 0.0)
 
