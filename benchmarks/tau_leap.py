@@ -146,7 +146,7 @@ def main():
         for w in wrt:
             grads["by_parameter"][w] = {"reference": reference_grad[w], "by_epsilon": {}}
         for eps in (0.01, 0.03, "0.03+flux"):
-            config = TauLeap(0.03, flux_bound=True) if eps == "0.03+flux" else TauLeap(eps)
+            config = TauLeap(0.03, flux_bound=True) if eps == "0.03+flux" else TauLeap(eps, flux_bound=False)
             tau_fd = finite_difference_gradient(net, times, observable, wrt, key=14, runs=n_tau,
                                                 method=config, relative_step=0.01)
             for w in wrt:
@@ -187,7 +187,7 @@ def main():
         times = np.linspace(0, 2, 5)
         entry = {"molecules": size, "runs": runs, "t_end": 2.0, "x0": size // 2}
         for label, kwargs in (("exact", dict(estimator=None, max_steps=4 * size)),
-                              ("tau_leap", dict(method=TauLeap(0.03), estimator=None)),
+                              ("tau_leap", dict(method=TauLeap(0.03, flux_bound=False), estimator=None)),
                               ("tau_leap_flux_bound", dict(method=TauLeap(0.03, flux_bound=True), estimator=None))):
             simulate(net, times, key=0, runs=runs, **kwargs).states.block_until_ready()  # compile
             seconds, steps = [], []

@@ -55,7 +55,7 @@ def test_bad_input_is_refused_by_name():
 
 
 def test_immigration_death_means_and_sds_at_1e4():
-    """4000 runs: the sampling error of a mean is about SD/sqrt(4000) = 1.5 (0.02%), of an SD about
+    """CGP's rule alone (flux_bound=False). 4000 runs: the sampling error of a mean is about SD/sqrt(4000) = 1.5 (0.02%), of an SD about
     1.1%: small against the 2% bound on the means. The SDs carry the leap's variance excess (for this
     linear model 2 / (2 - mu tau) in the variance at stationarity; CGP's rule lets tau grow to ~0.14 near
     t = 2 at epsilon 0.01): measured +5.0% at t = 2 with this key (+6.3% with the benchmark's,
@@ -63,7 +63,7 @@ def test_immigration_death_means_and_sds_at_1e4():
     net = immigration_death(k=K, mu=MU, x0=X0)
     exact_mean, exact_sd = id_mean(TIMES[1:]), id_sd(TIMES[1:])
     for eps in (0.01, 0.03):
-        tr = simulate(net, TIMES, key=0, runs=4000, method=TauLeap(epsilon=eps), estimator=None)
+        tr = simulate(net, TIMES, key=0, runs=4000, method=TauLeap(epsilon=eps, flux_bound=False), estimator=None)
         x = np.asarray(tr.states[:, :, 0])
         assert np.all(x[:, 0] == X0)
         np.testing.assert_array_less(np.abs(x[:, 1:].mean(axis=0) / exact_mean - 1), 0.02)
@@ -74,12 +74,12 @@ def test_immigration_death_means_and_sds_at_1e4():
 
 
 def test_flux_bound_keeps_the_variance():
-    """With ``flux_bound`` the decay's ``mu tau`` stays <= epsilon = 0.03, so the leap's variance excess
+    """With ``flux_bound`` (the default) the decay's ``mu tau`` stays <= epsilon = 0.03, so the leap's variance excess
     2 / (2 - mu tau) - 1 is at most 1.5% (0.8% in the SD); 4000 runs give the SD a standard error of
     1 / sqrt(2 * 3999) = 1.1%: the SDs are within 0.8% + 4 SE of the exact ones (CGP alone: up to 8.7%
     at this epsilon, docs/tau-leap.md)."""
     net = immigration_death(k=K, mu=MU, x0=X0)
-    tr = simulate(net, TIMES, key=0, runs=4000, method=TauLeap(epsilon=0.03, flux_bound=True), estimator=None)
+    tr = simulate(net, TIMES, key=0, runs=4000, method=TauLeap(epsilon=0.03), estimator=None)
     x = np.asarray(tr.states[:, 1:, 0])
     np.testing.assert_array_less(np.abs(x.mean(axis=0) / id_mean(TIMES[1:]) - 1), 0.02)
     np.testing.assert_array_less(np.abs(sd64(x) / id_sd(TIMES[1:]) - 1), 0.008 + 4 / np.sqrt(2 * 3999))
@@ -162,7 +162,7 @@ def test_eat_gradients_immigration_death():
 
     tau = 0.05
     times = np.linspace(0.0, t, int(round(t / tau)) + 1)
-    grads, (states, _) = per_run_gradients(times, TauLeap(epsilon=0.5))
+    grads, (states, _) = per_run_gradients(times, TauLeap(epsilon=0.5, flux_bound=False))
     n, q = times.size - 1, 1 - MU * tau
     scheme = [(1 - q**n) / MU,
               -X0 * n * q ** (n - 1) * tau - K / MU**2 * (1 - q**n) + K / MU * n * q ** (n - 1) * tau]

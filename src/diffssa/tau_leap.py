@@ -12,8 +12,9 @@ at state ``x`` (S,) and time ``t`` (time units of the rate constants), propensit
    ``tau' = min_i min(max(eps x_i / g_i, 1) / |mu_i|, max(eps x_i / g_i, 1)^2 / sigma_i^2)``. ``g_i``
    (dimensionless) is CGP's factor for the highest-order reaction consuming ``i``, generalised to
    ``(order / n) (n + sum_{m<n} m / (x_i - m))`` for a reaction of ``order`` that needs ``n`` copies
-   of ``i``, maximised over the reactions (the 2006 paper's table for orders 1-3). Optional, not in
-   CGP (``TauLeap(flux_bound=True)``): also ``tau' <= max(eps x_i / g_i, 1) / sum_j |nu_ji| a_j``.
+   of ``i``, maximised over the reactions (the 2006 paper's table for orders 1-3). By default, not in
+   CGP: also ``tau' <= max(eps x_i / g_i, 1) / sum_j |nu_ji| a_j`` (``TauLeap(flux_bound=False)``:
+   CGP's rule alone, measured up to 2.75% off in means and 6.8% in gradients, docs/tau-leap.md).
 3. If ``tau' < exact_below / a0`` (a leap would fire fewer than about 10 reactions) the step is one
    exact event of the direct method instead.
 4. Otherwise ``tau'' ~ Exp(a0_critical)``; ``tau = min(tau', tau'', g - t)`` with ``g`` the next grid
@@ -92,13 +93,16 @@ class TauLeap:
         sum_j |nu_ji| a_j`` (not in CGP). CGP's bound on the *net* drift ``mu_i`` vanishes near an
         equilibrium, where it lets ``tau`` grow until ``mu tau`` (decay rate times step) is of order 1 and
         the leap inflates the variance (by ``2 / (2 - mu tau)`` for a linear decay); this bound keeps
-        ``mu tau <= epsilon`` there, at the cost of more leaps (docs/tau-leap.md).
+        ``mu tau <= epsilon`` there, at the cost of more leaps (docs/tau-leap.md). On by default: CGP's
+        rule alone missed the issue's accuracy bars on Lotka-Volterra (means 2.75% off at epsilon 0.05,
+        gradients 6.8% at 0.03); with the bound every measured mean is within 1.5% and every EAT
+        derivative within 0.8%, still 13x faster than exact at 1e4 molecules.
     """
 
     epsilon: float = 0.03
     critical: int = 10
     exact_below: float = 10.0
-    flux_bound: bool = False
+    flux_bound: bool = True
 
     def __post_init__(self):
         if not (isinstance(self.epsilon, (int, float)) and 0.0 < self.epsilon < 1.0):
