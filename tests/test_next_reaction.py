@@ -50,7 +50,7 @@ def test_refusals_name_the_problem():
     with pytest.raises(ValueError, match="forward only"):
         simulate(net, [1.0], key=0, method="next-reaction", estimator="thinning")
     with pytest.raises(ValueError, match="method must be"):
-        simulate(net, [1.0], key=0, method="tau-leap")
+        simulate(net, [1.0], key=0, method="runge-kutta")
     with_event = ReactionNetwork(net.species, net.parameters, net.reactions, events=[Event("geq(time, 1)", {"X": 0})])
     with pytest.raises(ValueError, match="does not support events"):
         simulate(with_event, [2.0], key=0, method="next-reaction")
