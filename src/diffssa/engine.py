@@ -30,9 +30,9 @@ from .events import CompiledEvents, compile_events
 from .model import CompiledNetwork
 from .rng import uniforms
 
-__all__ = ["Carry", "make_step", "make_core", "build_runner", "jit_runner", "forward_loop", "over_devices", "pad_batch",
-           "reaction_index", "checked_propensities", "invalid_rate_constants", "recorded_states", "problem_labels",
-           "flag", "flag_counts"]
+__all__ = ["Carry", "make_step", "make_core", "build_runner", "jit_runner", "forward_loop", "run_loop", "over_devices",
+           "pad_batch", "reaction_index", "checked_propensities", "invalid_rate_constants", "recorded_states",
+           "problem_labels", "flag", "flag_counts"]
 
 UNROLL = 4  # forward-path steps per while-loop iteration (fewer loop-condition checks)
 BATCH_SLICE = 10_000  # differentiable path: trajectories per rematerialised slice of the batch
@@ -258,10 +258,7 @@ def make_core(compiled: CompiledNetwork, n_grid: int, max_steps: int, estimator:
             state0 = jax.vmap(lambda _: estimator.init(x0.shape[1], n_grid))(x0)
         invalid = jnp.where(invalid > 0, invalid, invalid_rate_constants(compiled, theta))
         carry = initial_carry(x0, keys, n_grid, done=done, trig=trig, invalid=invalid, estimator=state0)
-        if differentiable:
-            carry = differentiable_loop(step, carry, theta, n_grid, max_steps, chunk)
-        else:
-            carry = forward_loop(step, carry, theta, n_grid)
+        carry = run_loop(step, carry, theta, n_grid, max_steps, differentiable, chunk)
         states, exhausted = recorded_states(carry, n_grid)
         return states, exhausted, carry.n, carry.invalid, carry.estimator
 
@@ -324,6 +321,14 @@ def forward_loop(step, carry, theta, n_grid, running=running):
         return state
 
     return jax.lax.while_loop(cond, body, (carry, jnp.zeros(carry.r.shape, bool)))[0]
+
+
+def run_loop(step, carry, theta, n_grid, max_steps, differentiable: bool, chunk: int):
+    """The finished carry: :func:`differentiable_loop` when derivatives must flow through the steps,
+    else the early-exit :func:`forward_loop`."""
+    if differentiable:
+        return differentiable_loop(step, carry, theta, n_grid, max_steps, chunk)
+    return forward_loop(step, carry, theta, n_grid)
 
 
 def differentiable_loop(step, carry, theta, n_grid, max_steps, chunk):

@@ -65,8 +65,9 @@ def _count_assignments(events: Sequence[Event], species: tuple[str, ...], n_coun
     return [(i, s) for i, ev in enumerate(events) for s in ev.assignments if species.index(s) < n_counts]
 
 
-def _applier(events: Sequence[Event], species: tuple[str, ...], params: tuple[str, ...], n_counts: int, offset: int):
-    codes = {pair: offset + 1 + k for k, pair in enumerate(_count_assignments(events, species, n_counts))}
+def _applier(events: Sequence[Event], species: tuple[str, ...], params: tuple[str, ...], n_counts: int,
+             codes: dict[tuple[int, str], int]):
+    """The applier of ``events``; ``codes``: (event index, species) of each count assignment -> its code."""
 
     def apply(mask, x, theta, t):
         env = _env(species, params, x, theta, t)
@@ -126,17 +127,17 @@ def compile_events(events: Sequence[Event], species: tuple[str, ...], params: tu
         env = _env(species, params, x, theta, t)
         return jnp.stack([jnp.asarray(evaluate(ev.trigger, env), dtype=bool) for ev in state])
 
-    timed_counts = _count_assignments(timed, species, n_counts)
     names = {id(ev): ev.name or f"#{i + 1}" for i, ev in enumerate(events)}
-    labels = tuple(f"event {names[id(group[i])]}: assignment to species {s!r}"
-                   for group in (timed, state) for i, s in _count_assignments(group, species, n_counts))
+    assigned = [(group, pair) for group in (timed, state) for pair in _count_assignments(group, species, n_counts)]
+    labels = tuple(f"event {names[id(group[i])]}: assignment to species {s!r}" for group, (i, s) in assigned)
+    codes = [{pair: k + 1 for k, (g, pair) in enumerate(assigned) if g is group} for group in (timed, state)]
     return CompiledEvents(
         len(timed),
         len(state),
         times,
         triggers,
-        _applier(timed, species, params, n_counts, 0),
-        _applier(state, species, params, n_counts, len(timed_counts)),
+        _applier(timed, species, params, n_counts, codes[0]),
+        _applier(state, species, params, n_counts, codes[1]),
         tuple(ev.initial_value for ev in timed),
         tuple(ev.initial_value for ev in state),
         labels,

@@ -115,28 +115,30 @@ def simulate(
     x0 = _initial_matrix(network, initial, runs)
     if precision == "auto":
         precision = "float64" if np.max(x0[:, :len(network.species)]) >= exact_count_limit(np.float32) else "float32"
+    traced_names = [name for name, value in (params or {}).items() if isinstance(value, jax.core.Tracer)]
+    if chunk is None:
+        chunk = max(8, int(math.sqrt(max_steps + grid.size)))
+    setup = (network, compiled, grid, key, runs, params, traced_names, max_steps, estimator, int(chunk), on_exhausted,
+             method, devices)
     if precision == "float64":
-        traced_names = [name for name, value in (params or {}).items() if isinstance(value, jax.core.Tracer)]
         if traced_names:
             raise ValueError(f"simulate with counts in float64 (precision='float64', or an initial count of 2**24 "
                              f"or more) is forward only; it was traced in parameter {traced_names[0]!r}")
         with jax.enable_x64(True):
-            return _simulate(network, compiled, grid, key, runs, params, jnp.asarray(x0, jnp.float64), max_steps,
-                             estimator, chunk, on_exhausted, method, devices)
-    return _simulate(network, compiled, grid, key, runs, params, jnp.asarray(x0, jnp.float32), max_steps, estimator,
-                     chunk, on_exhausted, method, devices)
+            return _simulate(jnp.asarray(x0, jnp.float64), *setup)
+    return _simulate(jnp.asarray(x0, jnp.float32), *setup)
 
 
-def _simulate(network, compiled, grid, key, runs, params, x0, max_steps, estimator, chunk, on_exhausted, method,
-              devices):
-    """:func:`simulate` after its checks, with the initial states ``x0`` (B, S) in the state's float type."""
+def _simulate(x0, network, compiled, grid, key, runs, params, traced_names, max_steps, estimator, chunk, on_exhausted,
+              method, devices):
+    """:func:`simulate` after its checks, with the initial states ``x0`` (B, S) in the state's float type,
+    ``traced_names`` the parameters given as tracers, ``chunk`` resolved."""
     if isinstance(method, TauLeap):
         est = tau_leap_estimator(estimator, network)
     elif method == "next-reaction":
         est = _next_reaction_estimator(network, compiled, estimator)
     else:
         est = get_estimator(estimator, network)
-    traced_names = [name for name, value in (params or {}).items() if isinstance(value, jax.core.Tracer)]
     theta = _parameter_matrix(network, _guard_parameters(network, params, est), runs)
     keys = jax.random.bits(as_key(key), (runs, 2), jnp.uint32)  # one Threefry key per trajectory
     devices = tuple(jax.local_devices() if devices is None else devices)
@@ -153,9 +155,7 @@ def _simulate(network, compiled, grid, key, runs, params, x0, max_steps, estimat
 
     if isinstance(method, TauLeap):
         differentiable = traced
-        if chunk is None:
-            chunk = max(8, int(math.sqrt(max_steps + grid.size)))
-        chunk = int(chunk) if differentiable else 0
+        chunk = chunk if differentiable else 0
         run = _runner(compiled, ("tau-leap", grid.size, max_steps, method, est, differentiable, chunk, devices),
                       lambda: build_tau_leap_runner(network, compiled, grid.size, max_steps, method, est,
                                                     differentiable, chunk, devices))
@@ -179,19 +179,17 @@ def _simulate(network, compiled, grid, key, runs, params, x0, max_steps, estimat
     else:
         differentiable = traced and not isinstance(est, PoissonPairs)
         engine_estimator = est if (differentiable or est.thinning_factor is not None) else EXACT
-        if chunk is None:
-            chunk = max(8, int(math.sqrt(max_steps + grid.size)))
-        run = _runner(compiled, ("direct", grid.size, max_steps, engine_estimator, differentiable,
-                                 int(chunk) if differentiable else 0, devices),
-                      lambda: build_runner(compiled, grid.size, max_steps, engine_estimator, differentiable,
-                                           int(chunk), devices))
+        chunk = chunk if differentiable else 0
+        run = _runner(compiled, ("direct", grid.size, max_steps, engine_estimator, differentiable, chunk, devices),
+                      lambda: build_runner(compiled, grid.size, max_steps, engine_estimator, differentiable, chunk,
+                                           devices))
         states, exhausted, events, invalid, final = run(jnp.asarray(grid), theta, x0, keys, None)
         log_likelihood = None
         if differentiable and isinstance(est, ScoreFunction):
             log_likelihood = final[1]
             states = states + _score_term(log_likelihood, jax.lax.stop_gradient(states))
         result = _trajectories(states, exhausted, events, invalid, log_likelihood=log_likelihood, **common)
-    return _check(result, problem_labels(compiled), max_steps, on_exhausted)
+    return _check(result, _problem_labels(compiled), max_steps, on_exhausted)
 
 
 def _trajectories(states, exhausted, events, invalid, *, grid, species, estimator, observables, log_likelihood=None,
@@ -213,6 +211,11 @@ def _observables(network: ReactionNetwork, theta):
                 for o, e in network.observables.items()}
 
     return compute
+
+
+def _problem_labels(compiled: CompiledNetwork):
+    """:func:`~diffssa.engine.problem_labels`, computed once per network."""
+    return _runner(compiled, "problem labels", lambda: problem_labels(compiled))
 
 
 def _runner(compiled: CompiledNetwork, cache_key, build):

@@ -64,14 +64,13 @@ import numpy as np
 
 from .engine import (
     checked_propensities,
-    differentiable_loop,
     flag_counts,
-    forward_loop,
     initial_carry,
     invalid_rate_constants,
     jit_runner,
     reaction_index,
     recorded_states,
+    run_loop,
 )
 from .estimators import EXACT, Estimator, straight_through
 from .model import CompiledNetwork
@@ -308,10 +307,7 @@ def build_tau_leap_runner(network, compiled: CompiledNetwork, n_grid: int, max_s
         step = jax.vmap(_make_step(compiled, tables, grid, max_steps, config, surrogate))
         carry = initial_carry(x0, keys, n_grid, invalid=invalid_rate_constants(compiled, theta),
                               engine=jnp.ones(x0.shape[:1], x0.dtype))
-        if differentiable:
-            carry = differentiable_loop(step, carry, theta, n_grid, max_steps, chunk)
-        else:
-            carry = forward_loop(step, carry, theta, n_grid)
+        carry = run_loop(step, carry, theta, n_grid, max_steps, differentiable, chunk)
         states, exhausted = recorded_states(carry, n_grid)
         return states, exhausted, carry.n, carry.invalid, ()
 
