@@ -33,16 +33,22 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
-from pathlib import Path
-
-from diffssa import MassAction, PoissonPairs, Reaction, ReactionNetwork, ScoreFunction, Surrogate
-from diffssa.cme import solve_cme
-from diffssa.finite_differences import finite_difference_gradient
+from diffssa import (
+    MassAction,
+    PoissonPairs,
+    Reaction,
+    ReactionNetwork,
+    ScoreFunction,
+    Surrogate,
+)
 from diffssa.gradients import estimate_gradient
-from diffssa.language import load_network
+from diffssa.io.language import load_network
+from diffssa.reference.cme import solve_cme
+from diffssa.reference.finite_differences import finite_difference_gradient
 
 PAIRS_LABEL = "pairs, 4 per reaction (default, unbiased)"
 THINNING_LABEL = "thinning c=1.2 + propensity ST"

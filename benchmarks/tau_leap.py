@@ -70,8 +70,8 @@ def main():
     import numpy as np
 
     from diffssa import simulate, use_cpu_cores
-    from diffssa.finite_differences import finite_difference_gradient
-    from diffssa.tau_leap import TauLeap
+    from diffssa.reference.finite_differences import finite_difference_gradient
+    from diffssa.simulation.tau_leap import TauLeap
 
     use_cpu_cores(os.cpu_count() or 1)
     scale = 0.1 if args.quick else 1.0

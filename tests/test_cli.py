@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 from diffssa.cli import main
-from diffssa.cme import solve_cme
-from diffssa.language import load_network
+from diffssa.io.language import load_network
+from diffssa.reference.cme import solve_cme
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 DIMER = str(EXAMPLES / "dimerization.rxn")

@@ -3,12 +3,11 @@
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import dimerization, immigration_death
 from scipy import stats
 
 from diffssa import MassAction, Reaction, ReactionNetwork
-from diffssa.cme import solve_cme
-
-from conftest import dimerization, immigration_death
+from diffssa.reference.cme import solve_cme
 
 
 def birth(k=2.0):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from diffssa import Event, MassAction, Reaction, ReactionNetwork, simulate
-from diffssa.language import parse_network
+from diffssa.io.language import parse_network
 
 
 def decay(x0, mu):

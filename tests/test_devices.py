@@ -9,11 +9,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import dimerization
 
 from diffssa import simulate, use_cpu_cores
 from diffssa.devices import available_cores
-
-from conftest import dimerization
 
 # Simulated in this process (two CPU devices, see conftest) and in a fresh one with a single device.
 # 7 runs: not a multiple of the device count, so the padding of the last device is exercised.
@@ -78,7 +77,7 @@ def test_batch_slices_of_the_differentiable_path_change_nothing(monkeypatch):
     """11 runs in slices of 4 (padded to 12 on each of the 2 devices' shares) against one slice."""
     import importlib
 
-    engine = importlib.import_module("diffssa.engine")
+    engine = importlib.import_module("diffssa.simulation.engine")
 
     def value_and_grad():
         net = dimerization(p0=30)  # a fresh network: its compiled runners are not cached yet

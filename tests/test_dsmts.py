@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from diffssa import dsmts
-from diffssa.dsmts import CaseResult, format_report, read_case, run_case
-from diffssa.sbml import load_sbml
-from diffssa.simulate import SimulationBudgetError, simulate
+from diffssa import SimulationBudgetError, simulate
+from diffssa.io.sbml import load_sbml
+from diffssa.reference import dsmts
+from diffssa.reference.dsmts import CaseResult, format_report, read_case, run_case
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "dsmts"
 CASES = sorted(p.name for p in SHARED.iterdir() if p.is_dir()) if SHARED.is_dir() else []

@@ -7,16 +7,24 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from conftest import dimerization, immigration_death
+from test_pairs import telegraph
 
-from diffssa import (BiasWarning, Event, MassAction, PoissonPairs, Propensity, Reaction, ReactionNetwork, Surrogate,
-                     simulate)
+from diffssa import (
+    BiasWarning,
+    Event,
+    MassAction,
+    PoissonPairs,
+    Propensity,
+    Reaction,
+    ReactionNetwork,
+    Surrogate,
+    simulate,
+)
 from diffssa.estimators import get_estimator
 from diffssa.fitting import fit
 from diffssa.gradients import estimate_gradient
 from diffssa.rng import as_key
-
-from conftest import dimerization, immigration_death
-from test_pairs import telegraph
 
 TIMES = [1.0, 3.0]
 

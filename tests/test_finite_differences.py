@@ -2,10 +2,9 @@
 
 import numpy as np
 import pytest
-
-from diffssa.finite_differences import finite_difference_gradient
-
 from conftest import immigration_death
+
+from diffssa.reference.finite_differences import finite_difference_gradient
 
 
 def test_immigration_death_gradient_in_k_matches_analytic():

@@ -11,14 +11,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from conftest import dimerization, immigration_death
 
 from diffssa import MassAction, Reaction, ReactionNetwork, simulate
 from diffssa.fitting import fit, moment_loss
 from diffssa.gradients import estimate_gradient, gradcheck
-
-from diffssa.cme import solve_cme
-
-from conftest import dimerization, immigration_death
+from diffssa.reference.cme import solve_cme
 
 RUNS = 20_000
 

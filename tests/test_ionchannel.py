@@ -11,26 +11,50 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from diffssa.ionchannel.fit import (
+from diffssa.applications.ionchannel import (
+    Record,
+    idealise,
+    impose_resolution,
+    log_binned_density,
+    log_bins,
+    r_squared,
+    read_abf,
+    read_scn,
+    shared_dir,
+)
+from diffssa.applications.ionchannel.fit import (
     ReferenceData,
-    Target,
     Scale,
     SimulationLoss,
+    Target,
     exact_scheme_r2,
     multichannel_q,
-    predicted_occupancy,
     predicted_level_density,
+    predicted_occupancy,
     reference_data,
     simulate_dwells,
     simulated_r2,
 )
-from diffssa.ionchannel.gridstats import SoftBins, grid_periods, sample_record, soft_histogram_np
-from diffssa.ionchannel.models import GatingScheme, flip_scheme, linear_scheme, load_scheme, pair_scheme
-from diffssa.ionchannel.qmatrix import MissedEventDensity, ideal_density, pinf, q_from_network
-from diffssa.ionchannel import (
-    Record, idealise, impose_resolution, log_bins, log_binned_density, r_squared, read_abf, read_scn, shared_dir,
+from diffssa.applications.ionchannel.gridstats import (
+    SoftBins,
+    grid_periods,
+    sample_record,
+    soft_histogram_np,
 )
-from diffssa.ionchannel.records import Trace, dwell_times
+from diffssa.applications.ionchannel.models import (
+    GatingScheme,
+    flip_scheme,
+    linear_scheme,
+    load_scheme,
+    pair_scheme,
+)
+from diffssa.applications.ionchannel.qmatrix import (
+    MissedEventDensity,
+    ideal_density,
+    pinf,
+    q_from_network,
+)
+from diffssa.applications.ionchannel.records import Trace, dwell_times
 
 DATA = shared_dir() / "ionchannel"
 needs_data = pytest.mark.skipif(not (DATA / "glyr-A-10.scn").is_file(), reason="shared ion-channel data not found")
@@ -329,7 +353,7 @@ def test_simulation_loss_gradient_is_finite_and_the_data_optimum_is_lower():
 def test_predict_reports_r2_for_any_record(tmp_path, capsys):
     from argparse import Namespace
 
-    from diffssa.ionchannel.cli import predict
+    from diffssa.applications.ionchannel.cli import predict
 
     model = Path(__file__).resolve().parents[1] / "models" / "glyr.json"
     if not model.is_file():
@@ -347,7 +371,7 @@ def test_predict_reports_r2_for_any_record(tmp_path, capsys):
 
 
 def test_reproduce_refuses_a_perturbation_factor_below_one(capsys):
-    from diffssa.ionchannel.cli import main
+    from diffssa.applications.ionchannel.cli import main
 
     assert main(["reproduce", "--perturb", "0.5", "--json"]) == 2
     assert "--perturb must be a factor >= 1" in capsys.readouterr().err

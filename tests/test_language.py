@@ -8,12 +8,16 @@ from pathlib import Path
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import dimerization
 
 from diffssa import Event, MassAction, Propensity, Reaction, ReactionNetwork
 from diffssa.expressions import Call, Num, Sym, parse_expression
-from diffssa.language import ReactionLanguageError, format_network, load_network, parse_network
-
-from conftest import dimerization
+from diffssa.io.language import (
+    ReactionLanguageError,
+    format_network,
+    load_network,
+    parse_network,
+)
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -183,9 +187,9 @@ def test_load_network_suffixes_and_missing_files(tmp_path, monkeypatch):
         load_network(tmp_path / "missing.rxn")
     sbml = tmp_path / "model.xml"
     sbml.write_text("<sbml/>")
-    fake = types.ModuleType("diffssa.sbml")
+    fake = types.ModuleType("diffssa.io.sbml")
     fake.load_sbml = lambda path, scale=None: ("sbml", Path(path).name, scale)
-    monkeypatch.setitem(sys.modules, "diffssa.sbml", fake)
+    monkeypatch.setitem(sys.modules, "diffssa.io.sbml", fake)
     assert load_network(sbml) == ("sbml", "model.xml", None)
     assert load_network(sbml, scale="avogadro") == ("sbml", "model.xml", "avogadro")
 

@@ -5,11 +5,10 @@ import math
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import dimerization
 
 from diffssa import Event, MassAction, Propensity, Reaction, ReactionNetwork
 from diffssa.expressions import ExpressionError, evaluate, parse_expression, to_string
-
-from conftest import dimerization
 
 
 def propensities(net, x):

@@ -2,12 +2,11 @@
 
 import numpy as np
 import pytest
+from conftest import dimerization, immigration_death
 
 from diffssa import Event, ReactionNetwork, simulate
-from diffssa.cme import solve_cme
-from diffssa.finite_differences import finite_difference_gradient
-
-from conftest import dimerization, immigration_death
+from diffssa.reference.cme import solve_cme
+from diffssa.reference.finite_differences import finite_difference_gradient
 
 Z = 4.0
 

@@ -13,14 +13,20 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
-from diffssa import MassAction, PoissonPairs, Propensity, Reaction, ReactionNetwork, SimulationBudgetError, simulate
-from diffssa.cme import solve_cme
-from diffssa.gradients import estimate_gradient
-from diffssa.language import load_network
-
 from conftest import immigration_death
 
+from diffssa import (
+    MassAction,
+    PoissonPairs,
+    Propensity,
+    Reaction,
+    ReactionNetwork,
+    SimulationBudgetError,
+    simulate,
+)
+from diffssa.gradients import estimate_gradient
+from diffssa.io.language import load_network
+from diffssa.reference.cme import solve_cme
 
 EXAMPLES = Path(__file__).parents[1] / "examples"
 

@@ -7,11 +7,11 @@ import jax.numpy as jnp
 import libsbml
 import numpy as np
 import pytest
-
 from conftest import dimerization, immigration_death
+
 from diffssa import Event, MassAction, Propensity, Reaction, ReactionNetwork, simulate
 from diffssa.expressions import BinOp, Call, Num, Sym, evaluate
-from diffssa.sbml import SBMLError, load_sbml, write_sbml
+from diffssa.io.sbml import SBMLError, load_sbml, write_sbml
 
 
 def mathml(formula: str) -> str:

@@ -4,10 +4,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
-from diffssa import Event, MassAction, Propensity, Reaction, ReactionNetwork, SimulationBudgetError, simulate, time_grid
-
 from conftest import dimerization, immigration_death
+
+from diffssa import (
+    Event,
+    MassAction,
+    Propensity,
+    Reaction,
+    ReactionNetwork,
+    SimulationBudgetError,
+    simulate,
+    time_grid,
+)
 
 Z = 4.0  # a correct simulator exceeds |z| = 4 at one of ~10 checked points with probability < 1e-3
 
@@ -169,7 +177,7 @@ def test_results_export(tmp_path):
 def test_a_reaction_with_zero_propensity_is_never_chosen(null_event):
     """Regression: the draw u = 0, or u * a0 rounded up to a0, used to fire the first or last reaction
     whatever its propensity (a channel left a state it was not in)."""
-    from diffssa.engine import reaction_index
+    from diffssa.simulation.engine import reaction_index
 
     a = jnp.array([0.0, 1.0, 0.0, 2.0, 0.0])
     cum = jnp.cumsum(a)

@@ -1,4 +1,4 @@
-"""Tau-leaping (diffssa.tau_leap): forward accuracy against exact values, no negative counts,
+"""Tau-leaping (diffssa.simulation.tau_leap): forward accuracy against exact values, no negative counts,
 reproducibility, refused input, and EAT gradients against the closed form and finite differences.
 
 Tau-leaping is approximate: its means and SDs carry a bias of the step size (of order epsilon), which
@@ -14,7 +14,7 @@ import pytest
 from conftest import dimerization, immigration_death
 
 from diffssa import Event, MassAction, Reaction, ReactionNetwork, simulate
-from diffssa.tau_leap import PoissonSurrogate, TauLeap
+from diffssa.simulation.tau_leap import PoissonSurrogate, TauLeap
 
 K, MU, X0 = 1e4, 1.0, 5000  # immigration-death at 1e4 molecules, from 5000
 TIMES = np.linspace(0.0, 2.0, 5)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from diffssa import Event, MassAction, Propensity, Reaction, ReactionNetwork, simulate
-from diffssa.language import format_network, parse_network
+from diffssa.io.language import format_network, parse_network
 
 SWITCHED = """
 network switched production

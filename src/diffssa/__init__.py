@@ -14,11 +14,24 @@ from .estimators import (
     ScoreFunction,
     Surrogate,
 )
-from .gradients import BiasWarning, GradCheck, GradientEstimate, estimate_gradient, gradcheck
-from .model import CompiledNetwork, Event, MassAction, Propensity, Reaction, ReactionNetwork
-from .language import format_network, load_network, parse_network
-from .sbml import SBMLError, load_sbml, write_sbml
-from .simulate import SimulationBudgetError, Trajectories, simulate, time_grid
-from .tau_leap import PoissonSurrogate, TauLeap
+from .gradients import (
+    BiasWarning,
+    GradCheck,
+    GradientEstimate,
+    estimate_gradient,
+    gradcheck,
+)
+from .io.language import format_network, load_network, parse_network
+from .io.sbml import SBMLError, load_sbml, write_sbml
+from .model import (
+    CompiledNetwork,
+    Event,
+    MassAction,
+    Propensity,
+    Reaction,
+    ReactionNetwork,
+)
+from .simulation.api import SimulationBudgetError, Trajectories, simulate, time_grid
+from .simulation.tau_leap import PoissonSurrogate, TauLeap
 
 __version__ = "0.1.0"

@@ -114,7 +114,7 @@ def _parse_times(text: str) -> np.ndarray:
 def _output_times(args) -> tuple[int, str, object]:
     """The grid of ``simulate``, from ``--times``, or ``--t-end`` and ``--points``: (number of times, the
     option to name in a size error, a function that builds it), checked but not built (it may be huge)."""
-    from .simulate import time_grid
+    from .simulation.api import time_grid
 
     if args.times is not None:
         if args.t_end is not None or args.points is not None:
@@ -144,7 +144,7 @@ def _scale(text: str):
 
 
 def _load(path: str, params: dict[str, float], scale=None):
-    from .language import load_network
+    from .io.language import load_network
 
     network = load_network(path, scale)
     try:
@@ -168,7 +168,7 @@ def _simulate_in_batches(network, times, runs, seed, max_steps, method="direct",
     from tqdm.auto import tqdm
 
     from .rng import as_key
-    from .simulate import Trajectories, simulate
+    from .simulation.api import Trajectories, simulate
 
     key = as_key(seed)
     parts, done, batch = [], 0, 0
@@ -222,7 +222,7 @@ def cmd_simulate(args) -> int:
 
 
 def cmd_gradient(args) -> int:
-    from .simulate import SimulationBudgetError
+    from .simulation.api import SimulationBudgetError
 
     params = _parse_params(args.param)
     network = _load(args.model, params, args.scale)
@@ -265,7 +265,7 @@ def cmd_gradient(args) -> int:
 
 def _gradient(args, network, times, wrt) -> dict:
     if args.estimator == "finite-difference":
-        from .finite_differences import finite_difference_gradient
+        from .reference.finite_differences import finite_difference_gradient
 
         index = network.species_names.index(args.species)
         fd = finite_difference_gradient(
@@ -348,7 +348,7 @@ def _reproduce_mnist(argv: list[str]) -> dict:
 
 
 def _reproduce_ionchannel(argv: list[str]) -> None:
-    from .ionchannel.cli import add_reproduce_arguments, reproduce
+    from .applications.ionchannel.cli import add_reproduce_arguments, reproduce
 
     parser = _Parser(prog="diffssa reproduce ionchannel")
     add_reproduce_arguments(parser)
@@ -373,7 +373,7 @@ def cmd_reproduce(args) -> int:
 
 
 def cmd_ionchannel(args) -> int:
-    from .ionchannel.cli import add_predict_arguments, predict
+    from .applications.ionchannel.cli import add_predict_arguments, predict
 
     parser = _Parser(prog="diffssa ionchannel predict")
     add_predict_arguments(parser)
@@ -381,8 +381,8 @@ def cmd_ionchannel(args) -> int:
 
 
 def cmd_dsmts(args) -> int:
-    from .dsmts import format_report, run_conformance
-    from .simulate import SimulationBudgetError
+    from .reference.dsmts import format_report, run_conformance
+    from .simulation.api import SimulationBudgetError
 
     if args.runs < 2:
         raise ValueError(f"--runs: the suite's criterion needs at least 2 runs, got {args.runs}")

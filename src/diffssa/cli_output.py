@@ -133,7 +133,7 @@ def _write_csv(path, meta: dict, frame) -> None:
 
 def write_summary_csv(path, result, meta: dict) -> None:
     """``time, <name>-mean, <name>-sd`` for every species, variable and observable
-    (:meth:`~diffssa.trajectories.Trajectories.summary_table`; SD with n - 1, 0 for a single run) after
+    (:meth:`~diffssa.simulation.trajectories.Trajectories.summary_table`; SD with n - 1, 0 for a single run) after
     the header; a time some trajectory did not reach is blank (NaN)."""
     import pandas as pd
 

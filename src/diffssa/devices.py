@@ -31,7 +31,9 @@ def use_cpu_cores(count: int | None = None) -> int:
     count already (``jax_num_cpu_devices`` set, or ``--xla_force_host_platform_device_count`` in
     ``XLA_FLAGS``); the returned count is then the one in effect.
     """
-    from jax._src import xla_bridge  # the only way to ask whether the backends exist yet
+    from jax._src import (
+        xla_bridge,  # the only way to ask whether the backends exist yet
+    )
 
     if count is not None and (int(count) != count or count < 1):
         raise ValueError(f"count must be a positive integer, got {count!r}")

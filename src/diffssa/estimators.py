@@ -17,7 +17,7 @@ The estimators (``docs/gradients.md`` has their measured bias and noise):
 * :class:`PoissonPairs` (``"pairs"``, unbiased): the exact integral representation
   ``d E[f(X(t))] / d theta = E[int_0^t sum_k d a_k(X(s)) / d theta (Psi_k(s) - Psi(s)) ds]``
   (Gupta & Khammash), ``Psi_k - Psi`` the change of the expected outcome if reaction ``k`` fired once
-  more at time ``s``, estimated by coupled pairs of paths (:mod:`diffssa.pairs`).
+  more at time ``s``, estimated by coupled pairs of paths (:mod:`diffssa.simulation.pairs`).
 * :class:`ScoreFunction` (``"score-function"``, unbiased): the path log-likelihood is recorded and
   ``grad E[f] = E[(f - b) grad log L]``; noisier.
 * :class:`Surrogate` (``"thinning"``, ``"thinning-gumbel"``, ``"direct"``, ``"direct-relaxed"``,
@@ -258,7 +258,7 @@ class ScoreFunction(Estimator):
 
 @dataclass(frozen=True)
 class PoissonPairs(Estimator):
-    """Unbiased sensitivities from coupled pairs of paths (:mod:`diffssa.pairs`).
+    """Unbiased sensitivities from coupled pairs of paths (:mod:`diffssa.simulation.pairs`).
 
     per_reaction: pairs per trajectory for each reaction whose law reads a differentiated parameter,
         placed along the path in proportion to the reaction's activity (stratified).

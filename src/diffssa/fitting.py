@@ -16,7 +16,7 @@ import optax
 from tqdm.auto import tqdm
 
 from .rng import as_key
-from .trajectories import Trajectories
+from .simulation.trajectories import Trajectories
 
 __all__ = ["FitResult", "fit", "moment_loss"]
 

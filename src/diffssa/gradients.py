@@ -24,8 +24,8 @@ import numpy as np
 from .estimators import Estimator, get_estimator
 from .model import ReactionNetwork
 from .rng import as_key
-from .engine import problem_labels
-from .simulate import report_problems, simulate
+from .simulation.api import report_problems, simulate
+from .simulation.engine import problem_labels
 
 __all__ = ["GradientEstimate", "BiasWarning", "estimate_gradient", "GradCheck", "GradCheckRow", "gradcheck"]
 
@@ -144,7 +144,7 @@ def estimate_gradient(
 def _check_biased(network, times, species, wrt, result: GradientEstimate, *, key, params, max_steps) -> str:
     """Compare a biased estimate with the master equation (small state spaces) or a pilot of the
     unbiased pairs estimator; warn (:class:`BiasWarning`) where they disagree beyond |z| = 4 and 3%."""
-    from .cme import solve_cme
+    from .reference.cme import solve_cme
 
     try:
         solution = solve_cme(network, np.atleast_1d(times), params, max_states=CHECK_MAX_STATES)
@@ -228,11 +228,11 @@ def gradcheck(
     """Compare gradient estimators of d E[species(t)] / d theta, against the master equation if it is small.
 
     Each estimator runs ``runs`` trajectories from the same ``key``. The exact gradient comes from
-    :func:`diffssa.cme.solve_cme` when the reachable state space has at most ``max_states`` states
+    :func:`diffssa.reference.cme.solve_cme` when the reachable state space has at most ``max_states`` states
     (and the network has no events); otherwise only means and standard errors are reported.
     """
-    from .cme import solve_cme
-    from .finite_differences import finite_difference_gradient
+    from .reference.cme import solve_cme
+    from .reference.finite_differences import finite_difference_gradient
 
     times = np.atleast_1d(np.asarray(times, dtype=np.float64))
     try:

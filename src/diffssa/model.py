@@ -146,7 +146,7 @@ class CompiledNetwork(NamedTuple):
     (a mass-action law divided by its rate constant, so it is positive wherever the reaction can fire,
     whatever the rate constant) and, for custom laws, their propensities ``a`` (R,) at ``x`` as the
     simulator computed them: where gradient estimators sample the reactions' activity
-    (:mod:`diffssa.pairs`).
+    (:mod:`diffssa.simulation.pairs`).
     ``reads``: (R,) for each reaction the parameter names its law reads (every parameter for a callable law).
     """
 
@@ -157,7 +157,7 @@ class CompiledNetwork(NamedTuple):
     mass_action: np.ndarray
     rate_constants: Callable
     reactions: tuple[str, ...]
-    events: tuple  # the network's Event objects (compiled by diffssa.events)
+    events: tuple  # the network's Event objects (compiled by diffssa.simulation.events)
     intensities: Callable
     reads: tuple[frozenset[str], ...]
     cache: dict  # jitted simulators built for this network, keyed by their configuration
@@ -409,8 +409,8 @@ class ReactionNetwork:
         return ReactionNetwork(**{**fields, **changes})
 
     def describe(self) -> str:
-        """The network in the reaction language (see :func:`diffssa.language.format_network`)."""
-        from .language import format_network
+        """The network in the reaction language (see :func:`diffssa.io.language.format_network`)."""
+        from .io.language import format_network
 
         return format_network(self)
 

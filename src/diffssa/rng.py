@@ -20,7 +20,7 @@ from jax.extend.random import threefry_2x32
 __all__ = ["as_key", "bits_to_uniform", "bits", "uniforms", "derived_key", "SAMPLER_STREAM", "TAU_LEAP_STREAM"]
 
 SAMPLER_STREAM = 0xFFFF  # above the next-reaction channels' streams 1 .. 2**16 - 2
-TAU_LEAP_STREAM = 0xFFFE  # diffssa.tau_leap: one draw of words per step
+TAU_LEAP_STREAM = 0xFFFE  # diffssa.simulation.tau_leap: one draw of words per step
 
 
 def as_key(key):

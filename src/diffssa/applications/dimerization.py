@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import optax
 
-from ..cme import solve_cme
 from ..fitting import FitResult, fit, moment_loss
 from ..model import MassAction, Reaction, ReactionNetwork
-from ..simulate import simulate, time_grid
+from ..reference.cme import solve_cme
+from ..simulation.api import simulate, time_grid
 
 __all__ = ["dimerization_network", "fit_dimerization", "plot_fit"]
 

@@ -53,7 +53,7 @@ import numpy as np
 
 from ..model import MassAction, Reaction, ReactionNetwork
 from ..rng import as_key
-from ..simulate import simulate, time_grid
+from ..simulation.api import simulate, time_grid
 
 __all__ = [
     "TRUE_RATES",

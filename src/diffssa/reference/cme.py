@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .model import ReactionNetwork
+from ..model import ReactionNetwork
 
 __all__ = ["CMESolution", "solve_cme"]
 

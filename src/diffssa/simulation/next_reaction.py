@@ -12,7 +12,7 @@ firing count, so two simulations with the same key at different parameter values
 channel's Poisson process (the *common reaction path* coupling of Rathinam, Sheppard & Khammash,
 J. Chem. Phys. 132, 034103, 2010). They stay close long after the direct method's event-indexed
 random numbers have drifted apart, which makes finite differences between them far less noisy
-(:func:`diffssa.finite_differences.finite_difference_gradient`). Forward only; networks with events
+(:func:`diffssa.reference.finite_differences.finite_difference_gradient`). Forward only; networks with events
 are refused.
 """
 
@@ -22,6 +22,8 @@ import jax
 import jax.numpy as jnp
 from jax.extend.random import threefry_2x32
 
+from ..model import CompiledNetwork
+from ..rng import bits_to_uniform
 from .engine import (
     checked_propensities,
     flag_counts,
@@ -31,8 +33,6 @@ from .engine import (
     over_devices,
     recorded_states,
 )
-from .model import CompiledNetwork
-from .rng import bits_to_uniform
 
 __all__ = ["MAX_CHANNELS", "build_next_reaction_runner"]
 

@@ -3,7 +3,7 @@
 The simulator reports the state of every trajectory on a time grid (``Trajectories.states``). The
 statistic: the open indicator ``o[w, i]`` of window ``w`` at grid point ``i`` (spacing ``h``) is cut into
 runs; the time resolution ``tres`` is imposed on the runs with the HJC rule of
-:func:`~diffssa.ionchannel.records.impose_resolution` (a run is resolved when it covers
+:func:`~diffssa.applications.ionchannel.records.impose_resolution` (a run is resolved when it covers
 ``ceil(tres / h)`` grid points or more, shorter runs join the preceding resolved run); the resolved
 periods that lie entirely inside the window are *complete*. Each complete period of length ``l = n h``
 adds to soft log-bins: linear interpolation of ``log10 l`` between bin centres (a hat function per
@@ -22,6 +22,7 @@ differentiated with the simulator's score-function estimator (see :mod:`.fit`).
 from __future__ import annotations
 
 from dataclasses import dataclass
+
 import numpy as np
 
 from .records import _runs

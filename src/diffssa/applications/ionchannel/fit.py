@@ -48,8 +48,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..model import MassAction, Reaction, ReactionNetwork
-from ..rng import as_key
+from ...model import MassAction, Reaction, ReactionNetwork
+from ...rng import as_key
 from .gridstats import SoftBins, sample_record, soft_histogram_np
 from .models import GatingScheme
 from .qmatrix import MissedEventDensity, bin_probabilities, pinf
@@ -58,8 +58,8 @@ from .records import (
     Record,
     dwell_times,
     impose_resolution,
-    log_bins,
     log_binned_density,
+    log_bins,
     r_squared,
     record_from_segments,
 )
@@ -229,7 +229,7 @@ class SimulationLoss:
                 self.data_windows[(sc.name, t.name)] = int(win.shape[0])
 
     def _scale_terms(self, rates, key, scale: Scale):
-        from ..simulate import simulate
+        from ...simulation.api import simulate
 
         targets = [t for t in self.targets if scale in t.scales]
         k = len(self.scheme.states)
@@ -367,7 +367,7 @@ def simulate_dwells(scheme: GatingScheme, concentration: float, tres: float, *, 
     like the data (a run of ``m`` points is resolved, ``(m - 1/2) h = tres``; dwell lengths, whole
     numbers of ``h``, are spread over +-h/2). ``occupancy``: fraction of time at each level.
     """
-    from ..simulate import simulate
+    from ...simulation.api import simulate
 
     scheme = scheme.with_rates(rates) if rates else scheme
     h = h or tres / 7.5  # the resolution ramp (see below) is then centred on tres

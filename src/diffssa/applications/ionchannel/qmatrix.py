@@ -8,7 +8,7 @@ the rest ``F``.
   with ``phi_A`` the equilibrium entry vector; a sum of ``k_A`` exponentials.
 * **Missed events** (Hawkes, Jalali & Colquhoun 1990, 1992): the density of *apparent* (resolved) dwell
   times when every interval shorter than ``tres`` is unresolved, the convention imposed on records by
-  :func:`diffssa.ionchannel.records.impose_resolution`. Exact for ``tres <= t < 3 tres`` (the
+  :func:`diffssa.applications.ionchannel.records.impose_resolution`. Exact for ``tres <= t < 3 tres`` (the
   piecewise exponential-polynomial expansion of HJC 1990, eqs 3.16-3.22) and the asymptotic form
   beyond (HJC 1992: ``k_A`` exponentials whose rates are the roots of ``det W(s) = 0``, located by
   Frank Ball's eigenvalue-counting bisection), with the equilibrium HJC initial vector.
@@ -372,7 +372,7 @@ def dwell_density(Q, in_a, tres: float, edges, *, tmax: float | None = None) -> 
     """Predicted log-binned density (fraction per log10 unit) of apparent dwells in class ``A``.
 
     The probabilities of the bins ``edges`` are normalised over the binned range (as
-    :func:`diffssa.ionchannel.records.log_binned_density` normalises the observed counts). ``tres = 0``
+    :func:`diffssa.applications.ionchannel.records.log_binned_density` normalises the observed counts). ``tres = 0``
     gives the ideal density.
     """
     edges = np.asarray(edges, dtype=np.float64)

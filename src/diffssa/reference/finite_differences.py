@@ -4,7 +4,7 @@
 ``theta``. Both sides are simulated with the same PRNG key, so run ``b`` at ``theta + h`` and run ``b``
 at ``theta - h`` use the same random numbers and stay coupled; their difference is far less noisy
 than that of independent runs. By default the simulator is the next-reaction method
-(:mod:`diffssa.next_reaction`), whose random numbers are indexed by reaction channel and the
+(:mod:`diffssa.simulation.next_reaction`), whose random numbers are indexed by reaction channel and the
 channel's firing count, so the two sides share every channel's Poisson process (common reaction
 paths); ``method="direct"`` indexes them by the event counter instead, and the two sides drift apart
 after their first differing event (standard errors 1-5x larger, measured in docs/gradients.md). The
@@ -19,8 +19,8 @@ from typing import Callable, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
-from .model import ReactionNetwork
-from .simulate import simulate
+from ..model import ReactionNetwork
+from ..simulation.api import simulate
 
 __all__ = ["FiniteDifference", "finite_difference_gradient"]
 

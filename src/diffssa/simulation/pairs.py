@@ -31,7 +31,7 @@ The estimator (what :func:`build_pair_runner` computes, per trajectory):
 The trajectories themselves are untouched: the pairs run after them, from their own random streams.
 Derivatives then come out of ``weight_i * (f(perturbed) - f(reference))`` with ``weight_i`` exactly
 0 forward and ``Lambda_k / (m h_k(x_i)) * d a_k(x_i) / d theta`` backward
-(:class:`~diffssa.trajectories.PairPaths`).
+(:class:`~diffssa.simulation.trajectories.PairPaths`).
 
 Cost: ``m`` pairs per differentiated reaction and trajectory, each simulated from its point to the
 last grid time or until its paths meet; measured in docs/gradients.md. Networks with events are
@@ -46,10 +46,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .engine import Carry, checked_propensities, forward_loop, initial_carry, make_core, over_devices, reaction_index
-from .estimators import Estimator, PoissonPairs
-from .model import CompiledNetwork
-from .rng import SAMPLER_STREAM, derived_key, uniforms
+from ..estimators import Estimator, PoissonPairs
+from ..model import CompiledNetwork
+from ..rng import SAMPLER_STREAM, derived_key, uniforms
+from .engine import (
+    Carry,
+    checked_propensities,
+    forward_loop,
+    initial_carry,
+    make_core,
+    over_devices,
+    reaction_index,
+)
 from .trajectories import PairPaths
 
 __all__ = ["PairOutputs", "build_pair_runner", "differentiated_reactions", "pair_paths"]
@@ -157,7 +165,7 @@ def _segment_weights(at_rows):
 
 
 def _pair_step(compiled: CompiledNetwork, grid, max_steps: int, full_paths: bool):
-    """Single-pair step on a :class:`~diffssa.engine.Carry` whose ``x`` (2S,) holds the reference and
+    """Single-pair step on a :class:`~diffssa.simulation.engine.Carry` whose ``x`` (2S,) holds the reference and
     the perturbed state: the split coupling's 2R channels (both paths / the one with the larger
     propensity alone), recorded on the grid like the direct method."""
     nu = jnp.asarray(compiled.stoichiometry)

@@ -25,10 +25,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .estimators import Choice, Estimator, StepView
+from ..estimators import Choice, Estimator, StepView
+from ..model import CompiledNetwork
+from ..rng import uniforms
 from .events import CompiledEvents, compile_events
-from .model import CompiledNetwork
-from .rng import uniforms
 
 __all__ = ["Carry", "make_step", "make_core", "build_runner", "jit_runner", "forward_loop", "run_loop", "over_devices",
            "pad_batch", "reaction_index", "checked_propensities", "invalid_rate_constants", "recorded_states",

@@ -58,8 +58,18 @@ from pathlib import Path
 
 import libsbml
 
-from .expressions import BinOp, Call, Expr, Neg, Num, Sym, evaluate, substitute, symbols
-from .model import TIME, Event, MassAction, Propensity, Reaction, ReactionNetwork
+from ..expressions import (
+    BinOp,
+    Call,
+    Expr,
+    Neg,
+    Num,
+    Sym,
+    evaluate,
+    substitute,
+    symbols,
+)
+from ..model import TIME, Event, MassAction, Propensity, Reaction, ReactionNetwork
 from .sbml_forms import TimeSwitches, affine_form, may_be_negative, split_net
 
 __all__ = ["SBMLError", "load_sbml", "write_sbml"]

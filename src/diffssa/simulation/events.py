@@ -20,8 +20,8 @@ from typing import NamedTuple, Sequence
 import jax
 import jax.numpy as jnp
 
-from .expressions import Call, Expr, Sym, evaluate, symbols, to_string
-from .model import TIME, Event
+from ..expressions import Call, Expr, Sym, evaluate, symbols, to_string
+from ..model import TIME, Event
 
 __all__ = ["CompiledEvents", "compile_events"]
 

@@ -62,6 +62,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ..estimators import EXACT, Estimator, straight_through
+from ..model import CompiledNetwork
+from ..rng import TAU_LEAP_STREAM, bits, bits_to_uniform
 from .engine import (
     checked_propensities,
     flag_counts,
@@ -72,9 +75,6 @@ from .engine import (
     recorded_states,
     run_loop,
 )
-from .estimators import EXACT, Estimator, straight_through
-from .model import CompiledNetwork
-from .rng import TAU_LEAP_STREAM, bits, bits_to_uniform
 
 __all__ = ["TauLeap", "PoissonSurrogate", "EAT", "GUMBEL_POISSON", "TAU_LEAP_ESTIMATORS", "tau_leap_estimator",
            "build_tau_leap_runner"]

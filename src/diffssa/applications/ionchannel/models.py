@@ -27,8 +27,8 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from ..expressions import evaluate, parse_expression, substitute, symbols
-from ..model import MassAction, Reaction, ReactionNetwork
+from ...expressions import evaluate, parse_expression, substitute, symbols
+from ...model import MassAction, Reaction, ReactionNetwork
 
 __all__ = ["Transition", "GatingScheme", "load_scheme", "flip_scheme", "linear_scheme", "pair_scheme", "FORMAT"]
 
@@ -46,7 +46,7 @@ def _parsed(text: str):
 
 def _number(expr, env) -> float:
     """Evaluate an expression tree on Python floats (fast path for Q-matrices)."""
-    from ..expressions import BinOp, Call, Neg, Num, Sym
+    from ...expressions import BinOp, Call, Neg, Num, Sym
 
     if isinstance(expr, Num):
         return float(expr.value)
@@ -172,7 +172,7 @@ class GatingScheme:
         reactions = []
         for t in self.transitions:
             expr = self._rate_expr(t)
-            from ..expressions import BinOp, Num, Sym
+            from ...expressions import BinOp, Num, Sym
 
             expr = BinOp("/", expr, Num(1000.0))
             if t.binding:

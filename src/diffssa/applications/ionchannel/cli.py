@@ -22,7 +22,7 @@ from .reproduce import GLYR_WINDOWS, LEARNING_RATE, TWO_CHANNEL_WINDOWS
 
 __all__ = ["add_reproduce_arguments", "add_predict_arguments", "reproduce", "predict", "main"]
 
-REPO = Path(__file__).resolve().parents[3]
+REPO = Path(__file__).resolve().parents[4]
 
 
 def add_reproduce_arguments(parser: argparse.ArgumentParser) -> None:
@@ -112,8 +112,8 @@ def predict(args) -> int:
 
 
 def main(argv=None) -> int:
-    """Stand-alone runner: ``python -m diffssa.ionchannel.cli {reproduce,predict} ...``."""
-    parser = argparse.ArgumentParser(prog="python -m diffssa.ionchannel.cli")
+    """Stand-alone runner: ``python -m diffssa.applications.ionchannel.cli {reproduce,predict} ...``."""
+    parser = argparse.ArgumentParser(prog="python -m diffssa.applications.ionchannel.cli")
     sub = parser.add_subparsers(dest="command", required=True)
     add_reproduce_arguments(sub.add_parser("reproduce"))
     add_predict_arguments(sub.add_parser("predict"))

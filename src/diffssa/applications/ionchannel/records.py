@@ -57,7 +57,7 @@ def shared_dir() -> Path:
     env = os.environ.get("DIFFSSA_SHARED")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parents[4] / "shared"
+    return Path(__file__).resolve().parents[5] / "shared"
 
 
 @dataclass(frozen=True)

@@ -47,8 +47,16 @@ import re
 from dataclasses import replace
 from pathlib import Path
 
-from .expressions import Call, Expr, parse_expression, symbols, to_string
-from .model import TIME, Event, MassAction, Propensity, Reaction, ReactionNetwork, check_count
+from ..expressions import Call, Expr, parse_expression, symbols, to_string
+from ..model import (
+    TIME,
+    Event,
+    MassAction,
+    Propensity,
+    Reaction,
+    ReactionNetwork,
+    check_count,
+)
 
 __all__ = ["ReactionLanguageError", "parse_network", "load_network", "format_network", "SUFFIXES"]
 
@@ -79,7 +87,7 @@ def parse_network(text: str, source: str = "<string>") -> ReactionNetwork:
 def load_network(path, scale: None | float | str = None) -> ReactionNetwork:
     """Read a model file: the reaction language (``.rxn``, ``.txt``) or SBML (``.xml``, ``.sbml``).
 
-    ``scale``: SBML only, molecules per unit of substance (:func:`diffssa.sbml.load_sbml`)."""
+    ``scale``: SBML only, molecules per unit of substance (:func:`diffssa.io.sbml.load_sbml`)."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in SUFFIXES:

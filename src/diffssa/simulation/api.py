@@ -7,8 +7,8 @@ attached to them: when ``params`` hold JAX tracers, the estimator's machinery ru
 path log-likelihood, or a surrogate's rematerialised scan); with ``estimator=None`` nothing is, and
 differentiating the call raises an error that says so.
 
-The engine is in :mod:`diffssa.engine` (direct method), :mod:`diffssa.next_reaction` and
-:mod:`diffssa.pairs`; the result type in :mod:`diffssa.trajectories`.
+The engine is in :mod:`diffssa.simulation.engine` (direct method), :mod:`diffssa.simulation.next_reaction` and
+:mod:`diffssa.simulation.pairs`; the result type in :mod:`diffssa.simulation.trajectories`.
 """
 
 from __future__ import annotations
@@ -21,11 +21,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ..estimators import EXACT, Estimator, PoissonPairs, ScoreFunction, get_estimator
+from ..expressions import evaluate, symbols
+from ..model import MAX_COUNT, CompiledNetwork, ReactionNetwork
+from ..rng import as_key
 from .engine import build_runner, exact_count_limit, problem_labels
-from .estimators import EXACT, Estimator, PoissonPairs, ScoreFunction, get_estimator
-from .expressions import evaluate, symbols
-from .model import MAX_COUNT, CompiledNetwork, ReactionNetwork
-from .rng import as_key
 from .tau_leap import TauLeap, build_tau_leap_runner, tau_leap_estimator
 from .trajectories import Trajectories, _pair_term, _score_term, time_grid
 
@@ -75,11 +75,11 @@ def simulate(
     on_exhausted: ``"warn"``, ``"raise"`` or ``"ignore"`` when some trajectory runs out of budget.
     method: ``"direct"`` (default) or ``"next-reaction"`` (forward only, no events): one random stream
         per reaction channel, so that simulations with the same key at different parameters share
-        every channel's Poisson process (:mod:`diffssa.next_reaction`; the coupling finite
-        differences want); or ``"tau-leap"`` / :class:`~diffssa.tau_leap.TauLeap` ``(epsilon=0.03)``:
-        approximate, for large counts (:mod:`diffssa.tau_leap`; no events), its derivatives those of
+        every channel's Poisson process (:mod:`diffssa.simulation.next_reaction`; the coupling finite
+        differences want); or ``"tau-leap"`` / :class:`~diffssa.simulation.tau_leap.TauLeap` ``(epsilon=0.03)``:
+        approximate, for large counts (:mod:`diffssa.simulation.tau_leap`; no events), its derivatives those of
         its Poisson counts: ``estimator`` is then ``"auto"`` (= ``"eat"``, exponential arrival times),
-        ``"gumbel"`` (Gumbel-softmax), a :class:`~diffssa.tau_leap.PoissonSurrogate` or ``None``;
+        ``"gumbel"`` (Gumbel-softmax), a :class:`~diffssa.simulation.tau_leap.PoissonSurrogate` or ``None``;
         ``max_steps`` bounds its steps (leaps, exact events, rejected leaps).
     devices: the devices the batch is split over (default ``jax.local_devices()``; see
         :func:`diffssa.use_cpu_cores`); with a single one the batch is not split. Pass one device
@@ -214,7 +214,7 @@ def _observables(network: ReactionNetwork, theta):
 
 
 def _problem_labels(compiled: CompiledNetwork):
-    """:func:`~diffssa.engine.problem_labels`, computed once per network."""
+    """:func:`~diffssa.simulation.engine.problem_labels`, computed once per network."""
     return _runner(compiled, "problem labels", lambda: problem_labels(compiled))
 
 
@@ -322,7 +322,7 @@ def _initial_matrix(network: ReactionNetwork, initial, runs: int) -> np.ndarray:
 
 
 def _report_invalid(counts, runs, labels):
-    """``counts`` (len(labels) + 1,): trajectories per first problem (:func:`~diffssa.engine.problem_labels`
+    """``counts`` (len(labels) + 1,): trajectories per first problem (:func:`~diffssa.simulation.engine.problem_labels`
     codes; index 0: none)."""
     counts = np.asarray(counts)
     bad = int(counts[1:].sum())
@@ -362,7 +362,7 @@ def _report_exhausted(count, runs, max_steps, on_exhausted, what="trajectories")
 def report_problems(invalid, exhausted, pair_exhausted, labels, max_steps, on_exhausted="raise"):
     """Raise (or warn, per ``on_exhausted``) for trajectories flagged with a problem (an invalid kinetic
     law, an event assignment that gave no count, a count beyond exact; ``labels`` from
-    :func:`~diffssa.engine.problem_labels`) or out of budget; concrete (B,) arrays (``pair_exhausted``:
+    :func:`~diffssa.simulation.engine.problem_labels`) or out of budget; concrete (B,) arrays (``pair_exhausted``:
     pairs per trajectory, or None)."""
     invalid = np.asarray(invalid)
     counts = np.bincount(invalid, minlength=len(labels) + 1)

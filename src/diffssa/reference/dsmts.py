@@ -29,9 +29,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .model import ReactionNetwork
-from .sbml import load_sbml
-from .simulate import SimulationBudgetError, simulate
+from ..io.sbml import load_sbml
+from ..model import ReactionNetwork
+from ..simulation.api import SimulationBudgetError, simulate
 
 __all__ = [
     "Attempt",

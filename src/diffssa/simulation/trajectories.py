@@ -27,7 +27,7 @@ __all__ = ["Trajectories", "PairPaths", "time_grid"]
 
 @jax.tree_util.register_pytree_node_class
 class PairPaths:
-    """The coupled pairs of the pairs estimator (:mod:`diffssa.pairs`), P per trajectory.
+    """The coupled pairs of the pairs estimator (:mod:`diffssa.simulation.pairs`), P per trajectory.
 
     weight: (B, P) exactly 0 forward; its derivative is the pair's weight in the integral
         representation, ``d a_k(x_p) / d theta * Lambda_k / (m h_k(x_p))``.
@@ -71,7 +71,7 @@ class Trajectories:
         (score-function estimator under tracing, else None).
     pairs: :class:`PairPaths` (pairs estimator under tracing, else None).
     invalid: (B,) int32: 0, or the code of the first problem the trajectory met
-        (:func:`diffssa.engine.problem_labels`: a kinetic law negative or not finite, an event
+        (:func:`diffssa.simulation.engine.problem_labels`: a kinetic law negative or not finite, an event
         assignment that gave no count, a count beyond exact); such trajectories are NaN when the call
         was traced; untraced, the simulation raised.
     observables: name -> (B, T) values of the network's observables at the grid times.

@@ -50,7 +50,7 @@ from .fit import (
 )
 from .models import GatingScheme, flip_scheme, linear_scheme, pair_scheme
 from .qmatrix import MissedEventDensity
-from .records import idealise, read_abf, read_scn, r_squared, shared_dir
+from .records import idealise, r_squared, read_abf, read_scn, shared_dir
 
 __all__ = ["GLYR_RECORDS", "GLYR_TRES", "GLYR_TCRIT", "GLYR_START", "reproduce_glyr", "reproduce_two_channel"]
 

@@ -1,0 +1,1 @@
+"""Reading and writing models: the reaction language (.rxn) and SBML."""

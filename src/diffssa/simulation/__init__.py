@@ -1,0 +1,1 @@
+"""Simulation: the exact engines, tau-leaping, drivers and the trajectories they return."""
