@@ -102,13 +102,13 @@ def test_seeds_use_all_64_bits(tmp_path, capsys):
     assert "--seed" in capsys.readouterr().err
 
 
-def test_oscillator_seeds_use_all_64_bits():
+def test_batched_seeds_use_all_64_bits():
     import numpy as np
 
-    from diffssa.applications.oscillator import _simulate_batches
+    from diffssa.simulation.batches import simulate_batches
 
     network = load_network(DIMER)
-    x = [next(_simulate_batches(network, [0.0, 5.0], {}, key=k, runs=4, batch=4, max_steps=1000)).states
+    x = [next(simulate_batches(network, [0.0, 5.0], key=k, runs=4, batch_size=4, max_steps=1000)).states
          for k in (0, 2**32)]
     assert not np.array_equal(np.asarray(x[0]), np.asarray(x[1]))
 

@@ -164,29 +164,12 @@ def _metadata(args, command: str, network, overrides, **extra) -> dict:
 
 def _simulate_in_batches(network, times, runs, seed, max_steps, method="direct", on_exhausted="raise",
                          precision="auto"):
-    import jax
-    from tqdm.auto import tqdm
+    from .simulation.batches import simulate_batches
+    from .simulation.trajectories import Trajectories
 
-    from .rng import as_key
-    from .simulation.api import Trajectories, simulate
-
-    key = as_key(seed)
-    parts, done, batch = [], 0, 0
-    with tqdm(total=runs, desc="simulating", unit="traj", disable=runs <= SIMULATION_BATCH, leave=False) as bar:
-        while done < runs:
-            size = min(SIMULATION_BATCH, runs - done)
-            parts.append(simulate(network, times, key=jax.random.fold_in(key, batch), runs=size, max_steps=max_steps,
-                                  method=method, on_exhausted=on_exhausted, precision=precision))
-            done, batch = done + size, batch + 1
-            bar.update(size)
-    return Trajectories(
-        parts[0].times,
-        np.concatenate([np.asarray(p.states) for p in parts]),
-        np.concatenate([np.asarray(p.exhausted) for p in parts]),
-        np.concatenate([np.asarray(p.events) for p in parts]),
-        parts[0].species,
-        observables={o: np.concatenate([np.asarray(p.observables[o]) for p in parts]) for o in parts[0].observables},
-    )
+    return Trajectories.concatenate(list(simulate_batches(
+        network, times, key=seed, runs=runs, batch_size=SIMULATION_BATCH, progress=runs > SIMULATION_BATCH,
+        max_steps=max_steps, method=method, on_exhausted=on_exhausted, precision=precision)))
 
 
 def cmd_simulate(args) -> int:

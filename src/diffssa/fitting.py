@@ -13,8 +13,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from tqdm.auto import tqdm
 
+from .progress import progress_bar
 from .rng import as_key
 from .simulation.trajectories import Trajectories
 
@@ -85,8 +85,9 @@ def fit(
         return optax.apply_updates(u, updates), state, value
 
     key = as_key(key)
+    first_averaged = max(steps - average_last, 0)
     losses, history = [], {k: [] for k in initial}
-    bar = tqdm(range(steps), desc=description, disable=not progress, leave=False, mininterval=1.0)
+    bar = progress_bar(range(steps), desc=description, disable=not progress, leave=False, mininterval=1.0)
     for i in bar:
         for k, v in to_params(u).items():
             history[k].append(float(v))
@@ -98,8 +99,8 @@ def fit(
                 f"{losses[-1]}); a simulation warning above names the cause if one was found (an invalid "
                 "kinetic law, an exhausted step budget), else lower the learning rate")
         bar.set_postfix(loss=f"{losses[-1]:.4g}", refresh=False)
-        if average_last and i >= steps - average_last:
-            total = u if i == steps - average_last else jax.tree_util.tree_map(jnp.add, total, u)
+        if average_last and i >= first_averaged:
+            total = u if i == first_averaged else jax.tree_util.tree_map(jnp.add, total, u)
     if average_last:
         u = jax.tree_util.tree_map(lambda v: v / min(average_last, steps), total)
     final = {k: float(v) for k, v in to_params(u).items()}

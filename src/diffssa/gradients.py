@@ -23,7 +23,7 @@ import numpy as np
 
 from .estimators import Estimator, get_estimator
 from .model import ReactionNetwork
-from .rng import as_key
+from .rng import as_key, batches
 from .simulation.api import report_problems, simulate
 from .simulation.engine import problem_labels
 
@@ -109,18 +109,14 @@ def estimate_gradient(
 
     per_run = jax.jit(per_run, static_argnums=2)
     values, grads = [], {name: [] for name in wrt}
-    done, batch = 0, 0
-    while done < runs:
-        size = min(batch_size, runs - done)
+    for batch_key, _, size in batches(key, runs, batch_size):
         theta = {name: jnp.full((size,), base[name], jnp.float32) for name in wrt}
-        (x, invalid, exhausted, pair_exhausted), jac = per_run(theta, jax.random.fold_in(key, batch), size)
+        (x, invalid, exhausted, pair_exhausted), jac = per_run(theta, batch_key, size)
         report_problems(invalid, exhausted, pair_exhausted, problem_labels(network.compile()), max_steps)
         x = np.asarray(x)
         values.append(x)
         for name in wrt:
             grads[name].append(np.asarray(jac[name]).T)
-        done += size
-        batch += 1
     x = np.concatenate(values)
     g = {name: np.concatenate(v) for name, v in grads.items()}
     sqrt_n = np.sqrt(runs)

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.extend.random import threefry_2x32
 
-__all__ = ["as_key", "bits_to_uniform", "bits", "uniforms", "derived_key", "SAMPLER_STREAM", "TAU_LEAP_STREAM"]
+__all__ = ["as_key", "batches", "bits_to_uniform", "bits", "uniforms", "derived_key", "SAMPLER_STREAM", "TAU_LEAP_STREAM"]
 
 SAMPLER_STREAM = 0xFFFF  # above the next-reaction channels' streams 1 .. 2**16 - 2
 TAU_LEAP_STREAM = 0xFFFE  # diffssa.simulation.tau_leap: one draw of words per step
@@ -34,6 +34,17 @@ def as_key(key):
         seed %= 2**64
         return jnp.array([seed >> 32, seed & 0xFFFFFFFF], dtype=jnp.uint32)
     return key
+
+
+def batches(key, runs: int, size: int):
+    """``runs`` trajectories in batches of at most ``size``: yields ``(batch_key, start, count)``,
+    batch ``i`` with key ``fold_in(as_key(key), i)``, so a result does not depend on how a caller
+    consumes the batches."""
+    if runs < 1 or size < 1:
+        raise ValueError(f"runs and the batch size must be positive, got runs={runs}, size={size}")
+    key = as_key(key)
+    for i, start in enumerate(range(0, runs, size)):
+        yield jax.random.fold_in(key, i), start, min(size, runs - start)
 
 
 def bits_to_uniform(bits):

@@ -52,8 +52,9 @@ import jax
 import numpy as np
 
 from ..model import MassAction, Reaction, ReactionNetwork
-from ..rng import as_key
+from ..rng import batches
 from ..simulation.api import simulate, time_grid
+from ..simulation.batches import simulate_batches
 
 __all__ = [
     "TRUE_RATES",
@@ -246,21 +247,11 @@ def simulate_features(
     raises :class:`~diffssa.SimulationBudgetError`.
     """
     feats, events = [], []
-    for tr in _simulate_batches(network, design.times, params, key=key, runs=runs, batch=batch, max_steps=max_steps):
+    for tr in simulate_batches(network, design.times, key=key, runs=runs, batch_size=batch, params=params,
+                               max_steps=max_steps, estimator=None, on_exhausted="raise"):
         feats.append(trajectory_features(tr.states, design, network.species_names))
         events.append(np.asarray(tr.events))
     return np.concatenate(feats), np.concatenate(events)
-
-
-def _simulate_batches(network: ReactionNetwork, times, params: dict, *, key, runs: int, batch: int, max_steps: int):
-    """``runs`` exact forward trajectories recorded at ``times``, yielded in batches of ``batch`` (batch
-    ``i`` with key ``fold_in(key, i)``); ``params`` as in :func:`simulate_features`."""
-    key = as_key(key)  # all 64 bits of an integer seed (below 2**32: jax.random.PRNGKey(seed))
-    for i, start in enumerate(range(0, runs, batch)):
-        size = min(batch, runs - start)
-        sub = {k: (v[start:start + size] if np.ndim(v) else v) for k, v in params.items()}
-        yield simulate(network, times, key=jax.random.fold_in(key, i), runs=size, params=sub,
-                       max_steps=max_steps, estimator=None, on_exhausted="raise")
 
 
 class Metric:
@@ -434,11 +425,9 @@ def pairs_local_model(
         return mean, (mean, tr.events)
 
     jacobian_of = jax.jit(jax.jacfwd(statistics, has_aux=True), static_argnums=2)
-    key = as_key(seed)
     centers, jacobians, events = [], [], []
-    for i, start in enumerate(range(0, runs, batch)):
-        size = min(batch, runs - start)
-        jac, (mean, ev) = jacobian_of(u0, jax.random.fold_in(key, i), size)
+    for batch_key, _, size in batches(seed, runs, batch):
+        jac, (mean, ev) = jacobian_of(u0, batch_key, size)
         centers.append((size, np.asarray(mean, np.float64)))
         jacobians.append((size, np.asarray(jac, np.float64)))
         events.append(np.asarray(ev))
@@ -530,8 +519,9 @@ def design_spectra(
     idx = [network.species_names.index(s) for s in OBSERVED]
 
     def states(params, key, runs):
-        return np.concatenate([np.asarray(tr.states)[:, :, idx] for tr in _simulate_batches(
-            network, union, params, key=key, runs=runs, batch=batch, max_steps=5_000_000)])
+        return np.concatenate([np.asarray(tr.states)[:, :, idx] for tr in simulate_batches(
+            network, union, key=key, runs=runs, batch_size=batch, params=params, max_steps=5_000_000,
+            estimator=None, on_exhausted="raise")])
 
     u = {k: math.log(v) for k, v in TRUE_RATES.items()}
     d = step * np.random.default_rng(seed).choice([-1.0, 1.0], size=(pairs, len(free)))

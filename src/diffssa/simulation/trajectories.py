@@ -97,6 +97,26 @@ class Trajectories:
         species, estimator = aux
         return cls(*leaves[:4], species, leaves[4], leaves[5], estimator, leaves[6], leaves[7])
 
+    @classmethod
+    def concatenate(cls, parts: list[Trajectories]) -> Trajectories:
+        """Forward-only trajectories of several batches on one grid, as one (numpy arrays).
+
+        Raises ``ValueError`` for parts that carry an estimator's derivative terms (a batch's score or
+        pairs belong to its own mean) or that differ in grid or species."""
+        first = parts[0]
+        for p in parts:
+            if p.log_likelihood is not None or p.pairs is not None:
+                raise ValueError("only forward-only trajectories can be concatenated (these carry derivative terms)")
+            if p.species != first.species or not np.array_equal(np.asarray(p.times), np.asarray(first.times)):
+                raise ValueError("trajectories on different grids or species cannot be concatenated")
+
+        def joined(field):
+            return np.concatenate([np.asarray(field(p)) for p in parts])
+
+        return cls(first.times, joined(lambda p: p.states), joined(lambda p: p.exhausted), joined(lambda p: p.events),
+                   first.species, estimator=first.estimator, invalid=joined(lambda p: p.invalid),
+                   observables={o: joined(lambda p, o=o: p.observables[o]) for o in first.observables})
+
     def __repr__(self):
         b, t, s = self.states.shape
         return f"Trajectories(runs={b}, times={t}, species={self.species}, estimator={self.estimator!r})"

@@ -13,8 +13,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from tqdm.auto import tqdm
 
+from ...progress import progress_bar
 from ...rng import as_key
 from . import grn
 from .data import load_mnist
@@ -94,7 +94,7 @@ def evaluate_params(params, config: GRNConfig, images, labels, *, seed: int = 0,
     n = len(labels)
     correct, events = 0, 0.0
     start = time.perf_counter()
-    bar = tqdm(total=n, desc=desc, disable=not progress, unit="img")
+    bar = progress_bar(total=n, desc=desc, disable=not progress, unit="img")
     for i, lo in enumerate(range(0, n, batch)):
         xb = grn.image_counts(images[lo : lo + batch], config)
         m = len(xb)
@@ -208,7 +208,7 @@ def train(config: str | GRNConfig = "full", resume: str | None = None, out_dir="
             save_checkpoint(out_dir / "best.npz", params, opt_state, meta_now())
         return r
 
-    bar = tqdm(total=total_steps, initial=step, desc=f"train {cfg.hidden}-hidden", disable=not progress, unit="step")
+    bar = progress_bar(total=total_steps, initial=step, desc=f"train {cfg.hidden}-hidden", disable=not progress, unit="step")
     last_save = time.perf_counter()
     running = None
     stopped = False
