@@ -77,7 +77,7 @@ def test_batch_slices_of_the_differentiable_path_change_nothing(monkeypatch):
     """11 runs in slices of 4 (padded to 12 on each of the 2 devices' shares) against one slice."""
     import importlib
 
-    engine = importlib.import_module("diffssa.simulation.engine")
+    drivers = importlib.import_module("diffssa.simulation.drivers")
 
     def value_and_grad():
         net = dimerization(p0=30)  # a fresh network: its compiled runners are not cached yet
@@ -90,7 +90,7 @@ def test_batch_slices_of_the_differentiable_path_change_nothing(monkeypatch):
         return np.asarray(states), np.asarray(grad["k1"]), np.asarray(grad["k2"])
 
     whole = value_and_grad()
-    monkeypatch.setattr(engine, "BATCH_SLICE", 4)
+    monkeypatch.setattr(drivers, "BATCH_SLICE", 4)
     sliced = value_and_grad()
     for a, b in zip(whole, sliced):
         np.testing.assert_allclose(a, b, rtol=1e-5)

@@ -31,7 +31,9 @@ from .model import (
     Reaction,
     ReactionNetwork,
 )
-from .simulation.api import SimulationBudgetError, Trajectories, simulate, time_grid
+from .simulation.api import simulate
+from .simulation.problems import SimulationBudgetError
 from .simulation.tau_leap import PoissonSurrogate, TauLeap
+from .simulation.trajectories import Trajectories, time_grid
 
 __version__ = "0.1.0"

@@ -114,7 +114,7 @@ def _parse_times(text: str) -> np.ndarray:
 def _output_times(args) -> tuple[int, str, object]:
     """The grid of ``simulate``, from ``--times``, or ``--t-end`` and ``--points``: (number of times, the
     option to name in a size error, a function that builds it), checked but not built (it may be huge)."""
-    from .simulation.api import time_grid
+    from .simulation.trajectories import time_grid
 
     if args.times is not None:
         if args.t_end is not None or args.points is not None:
@@ -205,7 +205,7 @@ def cmd_simulate(args) -> int:
 
 
 def cmd_gradient(args) -> int:
-    from .simulation.api import SimulationBudgetError
+    from .simulation.problems import SimulationBudgetError
 
     params = _parse_params(args.param)
     network = _load(args.model, params, args.scale)
@@ -365,7 +365,7 @@ def cmd_ionchannel(args) -> int:
 
 def cmd_dsmts(args) -> int:
     from .reference.dsmts import format_report, run_conformance
-    from .simulation.api import SimulationBudgetError
+    from .simulation.problems import SimulationBudgetError
 
     if args.runs < 2:
         raise ValueError(f"--runs: the suite's criterion needs at least 2 runs, got {args.runs}")

@@ -24,8 +24,9 @@ import numpy as np
 from .estimators import Estimator, get_estimator
 from .model import ReactionNetwork
 from .rng import as_key, batches
-from .simulation.api import report_problems, simulate
+from .simulation.api import simulate
 from .simulation.engine import problem_labels
+from .simulation.problems import report_problems
 
 __all__ = ["GradientEstimate", "BiasWarning", "estimate_gradient", "GradCheck", "GradCheckRow", "gradcheck"]
 

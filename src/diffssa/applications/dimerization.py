@@ -16,7 +16,8 @@ import optax
 from ..fitting import FitResult, fit, moment_loss
 from ..model import MassAction, Reaction, ReactionNetwork
 from ..reference.cme import solve_cme
-from ..simulation.api import simulate, time_grid
+from ..simulation.api import simulate
+from ..simulation.trajectories import time_grid
 
 __all__ = ["dimerization_network", "fit_dimerization", "plot_fit"]
 

@@ -53,8 +53,9 @@ import numpy as np
 
 from ..model import MassAction, Reaction, ReactionNetwork
 from ..rng import batches
-from ..simulation.api import simulate, time_grid
+from ..simulation.api import simulate
 from ..simulation.batches import simulate_batches
+from ..simulation.trajectories import time_grid
 
 __all__ = [
     "TRUE_RATES",

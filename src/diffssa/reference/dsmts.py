@@ -31,7 +31,8 @@ import numpy as np
 
 from ..io.sbml import load_sbml
 from ..model import ReactionNetwork
-from ..simulation.api import SimulationBudgetError, simulate
+from ..simulation.api import simulate
+from ..simulation.problems import SimulationBudgetError
 
 __all__ = [
     "Attempt",

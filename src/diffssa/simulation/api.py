@@ -14,7 +14,6 @@ The engine is in :mod:`diffssa.simulation.engine` (direct method), :mod:`diffssa
 from __future__ import annotations
 
 import math
-import warnings
 from typing import Mapping
 
 import jax
@@ -22,18 +21,16 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..estimators import EXACT, Estimator, PoissonPairs, ScoreFunction, get_estimator
-from ..expressions import evaluate, symbols
-from ..model import MAX_COUNT, CompiledNetwork, ReactionNetwork
+from ..expressions import evaluate
+from ..model import CompiledNetwork, ReactionNetwork
 from ..rng import as_key
+from .arguments import guard_parameters, initial_matrix, parameter_matrix
 from .engine import build_runner, exact_count_limit, problem_labels
+from .problems import check
 from .tau_leap import TauLeap, build_tau_leap_runner, tau_leap_estimator
-from .trajectories import Trajectories, _pair_term, _score_term, time_grid
+from .trajectories import Trajectories, _pair_term, _score_term
 
-__all__ = ["Trajectories", "SimulationBudgetError", "simulate", "time_grid"]
-
-
-class SimulationBudgetError(RuntimeError):
-    """Raised (with ``on_exhausted="raise"``) when trajectories run out of their step budget."""
+__all__ = ["simulate"]
 
 
 def simulate(
@@ -112,7 +109,7 @@ def simulate(
     if precision not in ("auto", "float32", "float64"):
         raise ValueError(f"precision must be 'auto', 'float32' or 'float64', got {precision!r}")
     runs, max_steps = int(runs), int(max_steps)
-    x0 = _initial_matrix(network, initial, runs)
+    x0 = initial_matrix(network, initial, runs)
     if precision == "auto":
         precision = "float64" if np.max(x0[:, :len(network.species)]) >= exact_count_limit(np.float32) else "float32"
     traced_names = [name for name, value in (params or {}).items() if isinstance(value, jax.core.Tracer)]
@@ -139,7 +136,7 @@ def _simulate(x0, network, compiled, grid, key, runs, params, traced_names, max_
         est = _next_reaction_estimator(network, compiled, estimator)
     else:
         est = get_estimator(estimator, network)
-    theta = _parameter_matrix(network, _guard_parameters(network, params, est), runs)
+    theta = parameter_matrix(network, guard_parameters(network, params, est), runs)
     keys = jax.random.bits(as_key(key), (runs, 2), jnp.uint32)  # one Threefry key per trajectory
     devices = tuple(jax.local_devices() if devices is None else devices)
     if not devices:
@@ -189,7 +186,7 @@ def _simulate(x0, network, compiled, grid, key, runs, params, traced_names, max_
             log_likelihood = final[1]
             states = states + _score_term(log_likelihood, jax.lax.stop_gradient(states))
         result = _trajectories(states, exhausted, events, invalid, log_likelihood=log_likelihood, **common)
-    return _check(result, _problem_labels(compiled), max_steps, on_exhausted)
+    return check(result, _problem_labels(compiled), max_steps, on_exhausted)
 
 
 def _trajectories(states, exhausted, events, invalid, *, grid, species, estimator, observables, log_likelihood=None,
@@ -247,159 +244,3 @@ def _next_reaction_estimator(network: ReactionNetwork, compiled: CompiledNetwork
     return EXACT
 
 
-def _refuse_derivative(value, message: str):
-    """``value`` unchanged; differentiating through it raises ``ValueError(message)``."""
-
-    @jax.custom_jvp
-    def identity(v):
-        return v
-
-    @identity.defjvp
-    def _(primals, tangents):
-        raise ValueError(message)
-
-    return identity(value)
-
-
-def _guard_parameters(network: ReactionNetwork, params, estimator: Estimator):
-    """``params`` with every traced value that must not be differentiated wrapped in a guard that
-    raises, naming it, if it is: all of them for ``estimator=None``, else those an event reads
-    (no estimator differentiates event times or assignments)."""
-    if not params:
-        return params
-    read_by_event = {}
-    for i, event in enumerate(network.events):
-        for expr in (event.trigger, *event.assignments.values()):
-            for name in symbols(expr):
-                read_by_event.setdefault(name, event.name or f"#{i + 1}")
-    guarded = dict(params)
-    for name, value in params.items():
-        if not isinstance(value, jax.core.Tracer):
-            continue
-        if estimator is EXACT:
-            guarded[name] = _refuse_derivative(value, (
-                f"simulate(..., estimator=None) is forward only, and it was differentiated with respect to "
-                f"parameter {name!r}: pass estimator='auto' (or another estimator) to get derivatives"))
-        elif name in read_by_event:
-            guarded[name] = _refuse_derivative(value, (
-                f"parameter {name!r} is read by event {read_by_event[name]}: derivatives with respect to "
-                "parameters of event times or assignments are not supported; pass it as a constant"))
-    return guarded
-
-
-def _parameter_matrix(network: ReactionNetwork, params, runs: int):
-    """(B, P) parameter values: network defaults overridden by ``params`` (scalars or (B,) arrays)."""
-    columns = []
-    for name, value in network.parameter_values(params).items():
-        value = jnp.asarray(value, dtype=jnp.float32)
-        if value.ndim > 1 or (value.ndim == 1 and value.shape[0] not in (1, runs)):
-            raise ValueError(f"parameter {name!r} must be a scalar or have shape ({runs},), got {value.shape}")
-        if not isinstance(value, jax.core.Tracer) and not bool(jnp.all(jnp.isfinite(value))):
-            raise ValueError(f"parameter {name!r} must be finite, got {np.asarray(value)}")
-        columns.append(jnp.broadcast_to(value, (runs,)))
-    if not columns:
-        return jnp.zeros((runs, 0), jnp.float32)
-    return jnp.stack(columns, axis=1)
-
-
-def _initial_matrix(network: ReactionNetwork, initial, runs: int) -> np.ndarray:
-    """(B, S) float64 initial states (counts, then the variables' initial values), checked."""
-    if initial is None or isinstance(initial, Mapping):
-        x0 = network.initial_state(initial)
-        return np.broadcast_to(x0, (runs, x0.size))
-    counts = np.asarray(initial)
-    n_species = len(network.species)
-    if counts.shape not in ((n_species,), (runs, n_species)):
-        raise ValueError(f"initial state must have shape ({n_species},) or ({runs}, {n_species}), got {counts.shape}")
-    if counts.dtype.kind not in "iuf" or not (np.all(np.isfinite(counts)) and np.all(counts >= 0)
-                                             and np.all(counts == np.round(counts))):
-        raise ValueError("initial counts must be finite non-negative integers")
-    if np.any(counts > MAX_COUNT):
-        raise ValueError(f"initial counts above 2**53 = {MAX_COUNT:,} are not exact integers in floating point")
-    counts = np.broadcast_to(counts.astype(np.float64), (runs, n_species))
-    variables = np.broadcast_to(np.array(list(network.variables.values()), np.float64), (runs, len(network.variables)))
-    return np.concatenate([counts, variables], axis=1)
-
-
-def _report_invalid(counts, runs, labels):
-    """``counts`` (len(labels) + 1,): trajectories per first problem (:func:`~diffssa.simulation.engine.problem_labels`
-    codes; index 0: none)."""
-    counts = np.asarray(counts)
-    bad = int(counts[1:].sum())
-    if not bad:
-        return
-    kind, label = labels[int(counts[1:].argmax())]
-    where = f"in {bad} of {runs} trajectories"
-    if kind == "reaction":
-        raise ValueError(
-            f"reaction {label}: its kinetic law was negative or not finite (NaN/inf) in a reached state "
-            f"(or its rate constant was), {where}; a propensity must be finite and >= 0 in every reachable "
-            "state (check the law, or gate it, e.g. max(0, ...))")
-    if kind == "assignment":
-        raise ValueError(f"{label}: the value assigned was not a whole number >= 0 ({where}); a count can only be "
-                         "set to a non-negative integer (round it explicitly, e.g. floor(X / 2))")
-    raise ValueError(
-        f"species {label!r} reached the largest count its float type keeps exactly ({where}): 2**24 = 16,777,216 "
-        "in float32 (simulate with precision='float64', or --precision float64: exact to 2**53), 2**53 in float64")
-
-
-def _report_exhausted(count, runs, max_steps, on_exhausted, what="trajectories"):
-    count = int(count)
-    if count == 0 or on_exhausted == "ignore":
-        return
-    if what == "trajectories":
-        message = (f"{count} of {runs} trajectories ran out of the step budget (max_steps={max_steps}) before the "
-                   "last observation time; their unreached rows are NaN. Raise max_steps.")
-    else:
-        message = (f"{count} pairs of the pairs estimator (from {runs} trajectories) ran out of the step budget "
-                   f"(max_steps={max_steps}) before the last observation time; the gradient misses their "
-                   "unreached rows. Raise max_steps.")
-    if on_exhausted == "raise":
-        raise SimulationBudgetError(message)
-    warnings.warn(message, RuntimeWarning, stacklevel=5)
-
-
-def report_problems(invalid, exhausted, pair_exhausted, labels, max_steps, on_exhausted="raise"):
-    """Raise (or warn, per ``on_exhausted``) for trajectories flagged with a problem (an invalid kinetic
-    law, an event assignment that gave no count, a count beyond exact; ``labels`` from
-    :func:`~diffssa.simulation.engine.problem_labels`) or out of budget; concrete (B,) arrays (``pair_exhausted``:
-    pairs per trajectory, or None)."""
-    invalid = np.asarray(invalid)
-    counts = np.bincount(invalid, minlength=len(labels) + 1)
-    totals = (np.sum(exhausted), None if pair_exhausted is None else np.sum(pair_exhausted))
-    _report_counts(counts, *totals, invalid.shape[0], labels, max_steps, on_exhausted)
-
-
-def _report_counts(counts, exhausted, pair_exhausted, runs, labels, max_steps, on_exhausted):
-    _report_invalid(counts, runs, labels)
-    _report_exhausted(exhausted, runs, max_steps, on_exhausted)
-    if pair_exhausted is not None:
-        _report_exhausted(pair_exhausted, runs, max_steps, on_exhausted, "pairs")
-
-
-def _warn_traced(*counts):
-    """Inside a traced call: the problems as warnings (a callback that raises inside a program that
-    spans several devices can leave XLA's collectives waiting forever, and abort the process)."""
-    try:
-        _report_counts(*counts)
-    except (ValueError, SimulationBudgetError) as err:
-        warnings.warn(f"{err} [inside a traced call (jit/grad) this cannot raise: the affected trajectories "
-                      "are NaN; diffssa.fitting.fit and estimate_gradient raise on them]", RuntimeWarning)
-
-
-def _check(result: Trajectories, labels, max_steps, on_exhausted) -> Trajectories:
-    """Report the run's problems: at once when the call is not traced; from the device, as warnings,
-    with the trajectories that met an invalid law set to NaN, when it is."""
-    pair_exhausted = result.pairs.exhausted if result.pairs is not None else None
-    if not isinstance(result.invalid, jax.core.Tracer):
-        report_problems(result.invalid, result.exhausted, pair_exhausted, labels, max_steps, on_exhausted)
-        return result
-    runs = result.invalid.shape[0]
-    counts = jnp.zeros((len(labels) + 1,), jnp.int32).at[result.invalid].add(1)  # small, replicated
-    pairs_left = None if pair_exhausted is None else jnp.sum(pair_exhausted)
-    jax.debug.callback(lambda c, e, p: _warn_traced(c, e, p, runs, labels, max_steps, on_exhausted),
-                       counts, jnp.sum(result.exhausted), pairs_left)
-    poisoned = jnp.where((result.invalid > 0)[:, None, None], jnp.nan, result.states)
-    observables = {o: jnp.where((result.invalid > 0)[:, None], jnp.nan, v) for o, v in result.observables.items()}
-    return Trajectories(result.times, poisoned, result.exhausted, result.events, result.species,
-                        result.log_likelihood, result.pairs, result.estimator, result.invalid, observables)

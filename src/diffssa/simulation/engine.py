@@ -1,14 +1,10 @@
-"""The direct-method engine: one step of one trajectory, and the drivers that run a batch of them.
+"""The direct-method engine: one step of one trajectory, and the batch runner built on it.
 
 One step function (:func:`make_step`) serves every estimator: the estimator's clock (the direct
 method's, or a thinning clock) draws the pending event, and its hooks (:class:`~diffssa.estimators.
-Estimator`) choose the state change and keep their own state. Two drivers run it over a batch:
-
-* :func:`forward_loop`: a ``lax.while_loop`` that stops as soon as every trajectory has filled its
-  grid (no derivatives through it);
-* :func:`differentiable_loop`: a ``lax.scan`` of fixed length ``max_steps + len(times)``, cut in
-  chunks that are rematerialised in the backward pass (memory grows with the chunk, not with the
-  number of steps) and skipped once every trajectory is finished.
+Estimator`) choose the state change and keep their own state. The drivers in
+:mod:`~diffssa.simulation.drivers` run it over a batch (an early-exit while loop, or a rematerialised
+scan that derivatives flow through).
 
 Recording: each iteration draws the next event time ``t_next`` of the current state (a pure function
 of the trajectory key, the event counter and the state, so it is the same until the event fires).
@@ -23,19 +19,15 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from ..estimators import Choice, Estimator, StepView
 from ..model import CompiledNetwork
 from ..rng import uniforms
+from .drivers import jit_runner, recorded_states, run_loop
 from .events import CompiledEvents, compile_events
 
-__all__ = ["Carry", "make_step", "make_core", "build_runner", "jit_runner", "forward_loop", "run_loop", "over_devices",
-           "pad_batch", "reaction_index", "checked_propensities", "invalid_rate_constants", "recorded_states",
-           "problem_labels", "flag", "flag_counts"]
-
-UNROLL = 4  # forward-path steps per while-loop iteration (fewer loop-condition checks)
-BATCH_SLICE = 10_000  # differentiable path: trajectories per rematerialised slice of the batch
+__all__ = ["Carry", "initial_carry", "make_step", "make_core", "build_runner", "reaction_index", "checked_propensities",
+           "invalid_rate_constants", "problem_labels", "flag", "flag_counts", "exact_count_limit"]
 
 
 class Carry(NamedTuple):
@@ -272,110 +264,3 @@ def build_runner(compiled: CompiledNetwork, n_grid: int, max_steps: int, estimat
     return jit_runner(make_core(compiled, n_grid, max_steps, estimator, differentiable, chunk), differentiable, devices)
 
 
-def jit_runner(core, differentiable: bool, devices: tuple):
-    """``core(grid, theta, x0, keys, state0)`` (one device, a batch) jitted, with the batch split over
-    ``devices`` and, on the differentiable path, cut in rematerialised slices of ``BATCH_SLICE``
-    trajectories (the drivers of every engine with a differentiable path)."""
-    if not differentiable:
-        return jax.jit(over_devices(core, devices))
-
-    def run(grid, theta, x0, keys, state0):
-        """Differentiable path: slices of the batch, each rematerialised whole in the backward pass,
-        so backward memory is that of one slice (at the cost of one more forward recomputation)."""
-        batch = x0.shape[0]
-        if batch <= BATCH_SLICE:
-            return core(grid, theta, x0, keys, state0)
-        slices = -(-batch // BATCH_SLICE)
-        padded = pad_batch((theta, x0, keys, state0), BATCH_SLICE)
-        one = jax.checkpoint(lambda args: core(grid, *args))
-        outs = jax.lax.map(one, jax.tree_util.tree_map(lambda a: a.reshape((slices, BATCH_SLICE) + a.shape[1:]), padded))
-        return jax.tree_util.tree_map(lambda a: a.reshape((slices * BATCH_SLICE,) + a.shape[2:])[:batch], outs)
-
-    return jax.jit(over_devices(run, devices))
-
-
-def pad_batch(arrays, multiple: int):
-    """The (B, ...) leaves of ``arrays`` with their first row repeated up to a multiple of ``multiple``
-    rows (callers drop the results of the copies)."""
-    leaves, tree = jax.tree_util.tree_flatten(arrays)
-    pad = -leaves[0].shape[0] % multiple
-    if not pad:
-        return arrays
-    return jax.tree_util.tree_unflatten(tree, [jnp.concatenate([a, jnp.repeat(a[:1], pad, axis=0)]) for a in leaves])
-
-
-def running(c: Carry, stuck, n_grid):
-    """(B,) trajectories still to record a grid row and not stopped by their step budget."""
-    return (c.r < n_grid) & ~stuck
-
-
-def forward_loop(step, carry, theta, n_grid, running=running):
-    """Iterate the batched ``step`` in a ``while_loop`` until no trajectory is ``running``."""
-
-    def cond(state):
-        return jnp.any(running(*state, n_grid))
-
-    def body(state):
-        for _ in range(UNROLL):
-            state = step(state[0], theta)
-        return state
-
-    return jax.lax.while_loop(cond, body, (carry, jnp.zeros(carry.r.shape, bool)))[0]
-
-
-def run_loop(step, carry, theta, n_grid, max_steps, differentiable: bool, chunk: int):
-    """The finished carry: :func:`differentiable_loop` when derivatives must flow through the steps,
-    else the early-exit :func:`forward_loop`."""
-    if differentiable:
-        return differentiable_loop(step, carry, theta, n_grid, max_steps, chunk)
-    return forward_loop(step, carry, theta, n_grid)
-
-
-def differentiable_loop(step, carry, theta, n_grid, max_steps, chunk):
-    """Iterate the batched ``step`` ``max_steps + n_grid`` times in rematerialised chunks."""
-    n_chunks = -(-(max_steps + n_grid) // chunk)
-
-    @jax.checkpoint
-    def run_chunk(state, theta):
-        # Each step is rematerialised too: the backward pass of a chunk keeps only the carries.
-        remat_step = jax.checkpoint(step, policy=jax.checkpoint_policies.nothing_saveable)
-
-        def body(s, _):
-            return remat_step(s[0], theta), None
-
-        return jax.lax.scan(body, state, None, length=chunk)[0]
-
-    def outer(state, _):
-        go = jnp.any(running(*state, n_grid))
-        return jax.lax.cond(go, run_chunk, lambda s, th: s, state, theta), None
-
-    batch = carry.r.shape[0]
-    return jax.lax.scan(outer, (carry, jnp.zeros((batch,), bool)), None, length=n_chunks)[0][0]
-
-
-def recorded_states(carry, n_grid):
-    """``(states (B, T, S) with unreached rows NaN, exhausted (B,))`` from a finished carry."""
-    unreached = jnp.arange(n_grid)[None, :] >= carry.r[:, None]
-    return jnp.where(unreached[:, :, None], jnp.nan, carry.buf), carry.r < n_grid
-
-
-def over_devices(run, devices: tuple):
-    """``run(grid, *batched)`` with the batch split evenly over ``devices``.
-
-    Each device simulates its share independently (its own early exit; no communication), so on a
-    CPU with ``jax.config.update("jax_num_cpu_devices", cores)`` every core works, and on a machine
-    with several accelerators every one does. With one device ``run`` is returned unchanged.
-    """
-    if len(devices) == 1:
-        return run
-    mesh = jax.sharding.Mesh(np.array(devices), ("runs",))
-    spec = jax.sharding.PartitionSpec("runs")
-
-    def split_run(grid, *batched):
-        sharded = jax.shard_map(run, mesh=mesh, in_specs=(jax.sharding.PartitionSpec(),) + (spec,) * len(batched),
-                                out_specs=spec, check_vma=False)
-        batch = jax.tree_util.tree_leaves(batched)[0].shape[0]
-        outs = sharded(grid, *pad_batch(batched, len(devices)))
-        return jax.tree_util.tree_map(lambda a: a[:batch], outs)
-
-    return split_run

@@ -24,15 +24,14 @@ from jax.extend.random import threefry_2x32
 
 from ..model import CompiledNetwork
 from ..rng import bits_to_uniform
+from .drivers import forward_loop, recorded_states
 from .engine import (
     checked_propensities,
     flag_counts,
-    forward_loop,
     initial_carry,
     invalid_rate_constants,
-    over_devices,
-    recorded_states,
 )
+from .sharding import over_devices
 
 __all__ = ["MAX_CHANNELS", "build_next_reaction_runner"]
 

@@ -49,15 +49,15 @@ import numpy as np
 from ..estimators import Estimator, PoissonPairs
 from ..model import CompiledNetwork
 from ..rng import SAMPLER_STREAM, derived_key, uniforms
+from .drivers import forward_loop
 from .engine import (
     Carry,
     checked_propensities,
-    forward_loop,
     initial_carry,
     make_core,
-    over_devices,
     reaction_index,
 )
+from .sharding import over_devices
 from .trajectories import PairPaths
 
 __all__ = ["PairOutputs", "build_pair_runner", "differentiated_reactions", "pair_paths"]

@@ -65,15 +65,13 @@ import numpy as np
 from ..estimators import EXACT, Estimator, straight_through
 from ..model import CompiledNetwork
 from ..rng import TAU_LEAP_STREAM, bits, bits_to_uniform
+from .drivers import jit_runner, recorded_states, run_loop
 from .engine import (
     checked_propensities,
     flag_counts,
     initial_carry,
     invalid_rate_constants,
-    jit_runner,
     reaction_index,
-    recorded_states,
-    run_loop,
 )
 
 __all__ = ["TauLeap", "PoissonSurrogate", "EAT", "GUMBEL_POISSON", "TAU_LEAP_ESTIMATORS", "tau_leap_estimator",
