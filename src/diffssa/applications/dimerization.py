@@ -15,6 +15,7 @@ import optax
 
 from ..fitting import FitResult, fit, moment_loss
 from ..model import MassAction, Reaction, ReactionNetwork
+from ..optional import pyplot
 from ..reference.cme import solve_cme
 from ..simulation.api import simulate
 from ..simulation.trajectories import time_grid
@@ -93,11 +94,7 @@ def fit_dimerization(
 
 def plot_fit(results: dict, path: Path) -> None:
     """Three panels: target vs fitted mean +- SD of P, loss curve, rate trajectories."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot("the dimerisation plot")
     p = results["_plot"]
     fig, axes = plt.subplots(1, 3, figsize=(14, 4))
     ax = axes[0]

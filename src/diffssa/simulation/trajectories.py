@@ -22,6 +22,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ..optional import require
+
 __all__ = ["Trajectories", "PairPaths", "time_grid"]
 
 
@@ -232,8 +234,9 @@ class Trajectories:
         return columns
 
     def to_dataframe(self, summary: bool = True):
-        """A pandas DataFrame: the summary table, or (``summary=False``) one row per run and time."""
-        import pandas as pd
+        """A pandas DataFrame (the ``dataframe`` extra): the summary table, or (``summary=False``) one
+        row per run and time."""
+        pd = require("pandas", "dataframe", "Trajectories.to_dataframe")
 
         if summary:
             return pd.DataFrame(self.summary_table())
