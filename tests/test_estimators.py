@@ -106,6 +106,18 @@ def test_an_invalid_law_inside_jit_warns_names_the_reaction_and_gives_nan():
             fit(loss, {"k": 20.0}, key=0, steps=3, optimizer=optax.sgd(0.1), progress=False)
 
 
+def test_fit_averages_every_iterate_when_average_last_exceeds_steps():
+    """``average_last`` longer than the run averages all of it (it raised NameError before)."""
+
+    def loss(params, key):
+        return (params["k"] - 3.0) ** 2
+
+    def run(n):
+        return fit(loss, {"k": 1.0}, key=0, steps=3, optimizer=optax.sgd(0.1), progress=False, average_last=n).params
+    assert run(5) == pytest.approx(run(3), rel=1e-6)
+    assert run(5) != pytest.approx(run(0), rel=1e-3)
+
+
 def test_unread_traced_parameters_have_zero_derivatives():
     """A traced parameter no kinetic law reads: no pairs are needed, the derivative is 0."""
     net = ReactionNetwork({"X": 0}, {"k": 2.0, "unused": 1.0}, [Reaction({}, {"X": 1}, MassAction("k"))])
