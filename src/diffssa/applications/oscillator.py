@@ -52,6 +52,7 @@ import jax
 import numpy as np
 
 from ..model import MassAction, Reaction, ReactionNetwork
+from ..progress import progress_bar
 from ..rng import batches
 from ..simulation.api import simulate
 from ..simulation.batches import simulate_batches
@@ -613,8 +614,6 @@ def fit_oscillator(
     analysis pools the Jacobians of the last ``pool_last`` iterations. ``log``: optional callable
     receiving one line per iteration.
     """
-    from tqdm.auto import tqdm
-
     if jacobian not in ("regression", "pairs"):
         raise ValueError(f"jacobian must be 'regression' or 'pairs', got {jacobian!r}")
     if schedule is None:
@@ -631,7 +630,7 @@ def fit_oscillator(
     losses, models, trajectories, accepted, radii = [], [], target_runs, [], []
     best = None  # (loss, noise of the loss, rates, step, predicted loss after the step)
     kept = 0
-    bar = tqdm(list(enumerate(schedule)), desc="oscillator fit", disable=not progress, leave=False)
+    bar = progress_bar(list(enumerate(schedule)), desc="oscillator fit", disable=not progress, leave=False)
     for it, (center_runs, pairs, h) in bar:
         if jacobian == "pairs":
             model = pairs_local_model(network, u, free, metric, seed=seed * 1000 + 17 * it + 1, runs=center_runs,
