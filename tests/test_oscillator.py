@@ -13,9 +13,6 @@ from diffssa.applications.oscillator import (
     TRUE_RATES,
     Design,
     Metric,
-    _features,
-    _gauss_newton_step,
-    _pair_regression,
     design_spectra,
     fisher_analysis,
     local_model,
@@ -25,6 +22,9 @@ from diffssa.applications.oscillator import (
     simulate_features,
     trajectory_features,
 )
+from diffssa.applications.oscillator.features import _features
+from diffssa.applications.oscillator.fit import _gauss_newton_step
+from diffssa.applications.oscillator.local_models import _pair_regression
 
 DOCUMENTED = {
     "alphaA": 50, "alphaA_prime": 500, "alphaR": 0.01, "alphaR_prime": 50, "betaA": 50, "betaR": 5,
