@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ...optional import pyplot
 from .fit import fit_oscillator
 from .network import OBSERVED, TRUE_RATES
 
@@ -20,11 +21,7 @@ def plot_fit(results: dict, path) -> None:
     ``results``: what :func:`.fit_oscillator` returns (its ``_plot`` entry is drawn); the figure is
     written to ``path`` (PNG, 110 dpi; missing folders are created).
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot("the oscillator plot")
     p = results["_plot"]
     fig, axes = plt.subplots(2, 2, figsize=(13, 8.5))
     ax = axes[0, 0]
