@@ -12,7 +12,12 @@ from ...model import TIME, Event
 from .importer import Importer
 from .mathml import times
 
-__all__ = ["event", "event_targets"]
+__all__ = ["event", "event_id", "event_targets"]
+
+
+def event_id(e, index: int) -> str:
+    """The event's id, or ``#<n>`` for the ``n``-th event of the model (``index`` counts from 0) without one."""
+    return e.getId() or f"#{index + 1}"
 
 
 def event_targets(imp: Importer) -> set[str]:
@@ -24,7 +29,7 @@ def event_targets(imp: Importer) -> set[str]:
             if var in imp.params:
                 targets.add(var)
             elif var not in imp.species:
-                raise imp.error("event", e.getId() or f"#{i + 1}",
+                raise imp.error("event", event_id(e, i),
                                 f"assigns {var!r}; only species and parameters may be assigned by events")
     return targets
 
@@ -37,7 +42,7 @@ def event(imp: Importer, e, index: int, derived: dict, allowed: set[str]) -> Eve
     event's position in the model (it names an event without id); ``derived``: species ->
     :func:`.rules.species_rule` of the species kept exact; ``allowed``: the names math may read.
     """
-    eid = e.getId() or f"#{index + 1}"
+    eid = event_id(e, index)
     trigger = e.getTrigger()
     if e.isSetDelay():
         raise imp.error("event", eid, "delayed events are not supported")

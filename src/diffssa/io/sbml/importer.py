@@ -52,13 +52,22 @@ class Importer:
         """Numeric value of an SBML symbol at time 0 (species in their SBML units), rules applied."""
         if name == TIME:
             return 0.0
-        if name not in self._values:
+        return self._once(self._values, name, name, "symbol", "circular initial assignments or assignment rules",
+                          lambda: self._initial_value(name))
+
+    def _once(self, cache: dict, key, name: str, kind: str, cycle: str, compute):
+        """``cache[key]``, from ``compute()`` the first time it is asked for.
+
+        ``name`` asked for again while it computes (values and rule inlining share the guard) is a
+        cycle: the error for element ``kind`` ``name`` says ``cycle``.
+        """
+        if key not in cache:
             if name in self._busy:
-                raise self.error("symbol", name, "circular initial assignments or assignment rules")
+                raise self.error(kind, name, cycle)
             self._busy.add(name)
-            self._values[name] = self._initial_value(name)
+            cache[key] = compute()
             self._busy.discard(name)
-        return self._values[name]
+        return cache[key]
 
     def _initial_value(self, name: str) -> float:
         expr = self.rules.get(name)
@@ -126,13 +135,8 @@ class Importer:
     def _inlined(self, name: str, inline_species: bool) -> Expr:
         """A rule's variable as an expression (a species' in concentration units if that is how it reads)."""
         key = (name, inline_species)
-        if key not in self._resolved:
-            if name in self._busy:
-                raise self.error("assignmentRule", name, "assignment rules form a cycle")
-            self._busy.add(name)
-            self._resolved[key] = self.resolve(self.rules[name], inline_species)
-            self._busy.discard(name)
-        return self._resolved[key]
+        return self._once(self._resolved, key, name, "assignmentRule", "assignment rules form a cycle",
+                          lambda: self.resolve(self.rules[name], inline_species))
 
     def rule_amount(self, name: str) -> Expr:
         """A rule-determined species as an expression of the other species' amounts."""

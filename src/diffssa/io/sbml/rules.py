@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from ...expressions import Expr, symbols
 from ...model import Reaction
+from .events import event_id
 from .forms import affine_form
 from .importer import Importer
 
@@ -47,7 +48,7 @@ def read_by_laws_and_events(imp: Importer, reactions: list[Reaction]) -> set[str
     for i, e in enumerate(imp.m.getListOfEvents()):
         maths = [e.getTrigger().getMath()] + [a.getMath() for a in e.getListOfEventAssignments()]
         for node in maths:
-            read |= symbols(imp.resolve(imp.math(node, "event", e.getId() or f"#{i + 1}")))
+            read |= symbols(imp.resolve(imp.math(node, "event", event_id(e, i))))
     return read
 
 

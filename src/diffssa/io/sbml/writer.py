@@ -37,6 +37,30 @@ def _check(status: int, what: str) -> None:
         raise ValueError(f"libsbml could not set {what}: {libsbml.OperationReturnValue_toString(status)}")
 
 
+def _fresh(name: str, used: set[str]) -> str:
+    """``name`` with ``_`` appended until it is not in ``used``; added to ``used``."""
+    while name in used:
+        name += "_"
+    used.add(name)
+    return name
+
+
+def _sbml_id(name: str, fallback: str, used: set[str]) -> str:
+    """``name`` if it is an SBML id not in ``used``, else ``fallback`` made unique (:func:`_fresh`)."""
+    return _fresh(name if _SID.match(name) and name not in used else fallback, used)
+
+
+def _amount_species(m: libsbml.Model, sid: str, compartment: str, what: str) -> libsbml.Species:
+    """A new non-constant species ``sid`` in ``compartment``, in amounts; ``what`` names it in errors."""
+    sp = m.createSpecies()
+    for status, part in [(sp.setId(sid), f"{what} id"), (sp.setCompartment(compartment), "compartment")]:
+        _check(status, part)
+    sp.setHasOnlySubstanceUnits(True)
+    sp.setBoundaryCondition(False)
+    sp.setConstant(False)
+    return sp
+
+
 def write_sbml(network: ReactionNetwork, path) -> None:
     """Write ``network`` as SBML Level 3 Version 1: amounts, one compartment of size ``network.volume``.
 
@@ -49,9 +73,8 @@ def write_sbml(network: ReactionNetwork, path) -> None:
     for n in sorted(names):
         if not _SID.match(n) or n == TIME:
             raise ValueError(f"{n!r} is not usable as an SBML id")
-    compartment = "compartment"
-    while compartment in names:
-        compartment += "_"
+    used = set(names)
+    compartment = _fresh("compartment", used)
     doc = libsbml.SBMLDocument(3, 1)
     m = doc.createModel()
     m.setId(network.name if _SID.match(network.name or "") else "model")
@@ -61,34 +84,19 @@ def write_sbml(network: ReactionNetwork, path) -> None:
     c.setConstant(True)
     c.setSpatialDimensions(3)
     for s, n in network.species.items():
-        sp = m.createSpecies()
-        sp.setId(s)
-        sp.setCompartment(compartment)
-        sp.setInitialAmount(float(n))
-        sp.setHasOnlySubstanceUnits(True)
-        sp.setBoundaryCondition(False)
-        sp.setConstant(False)
+        _amount_species(m, s, compartment, "species").setInitialAmount(float(n))
     for p, v in [*network.parameters.items(), *network.variables.items()]:
         par = m.createParameter()
         par.setId(p)
         par.setValue(v)
         par.setConstant(p in network.parameters)
     for o, expr in network.observables.items():
-        sp = m.createSpecies()
-        for status, what in [(sp.setId(o), "observable id"), (sp.setCompartment(compartment), "compartment")]:
-            _check(status, what)
-        sp.setHasOnlySubstanceUnits(True)
-        sp.setBoundaryCondition(False)
-        sp.setConstant(False)
+        _amount_species(m, o, compartment, "observable")
         rule = m.createAssignmentRule()
         rule.setVariable(o)
         _check(rule.setMath(to_mathml(expr, names)), f"the expression of observable {o}")
-    used = set(names) | {compartment}
     for i, r in enumerate(network.reactions):
-        rid = r.name if _SID.match(r.name) and r.name not in used else f"R{i + 1}"
-        while rid in used:
-            rid += "_"
-        used.add(rid)
+        rid = _sbml_id(r.name, f"R{i + 1}", used)
         if isinstance(r.law, Propensity) and callable(r.law.law):
             raise ValueError(f"reaction {r.name}: a law given as a Python callable cannot be written to SBML")
         law = _mass_action_law(r, compartment) if isinstance(r.law, MassAction) else r.law.law
@@ -107,10 +115,7 @@ def write_sbml(network: ReactionNetwork, path) -> None:
         _check(rx.createKineticLaw().setMath(to_mathml(law, names)), f"the kinetic law of reaction {rid}")
     for i, ev in enumerate(network.events):
         e = m.createEvent()
-        eid = ev.name if _SID.match(ev.name) and ev.name not in used else f"E{i + 1}"
-        while eid in used:
-            eid += "_"
-        used.add(eid)
+        eid = _sbml_id(ev.name, f"E{i + 1}", used)
         e.setId(eid)
         e.setUseValuesFromTriggerTime(True)
         trigger = e.createTrigger()
