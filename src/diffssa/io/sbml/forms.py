@@ -1,4 +1,4 @@
-"""Forms of kinetic-law expressions that the SBML importer (:mod:`diffssa.io.sbml`) recognises.
+"""Forms of kinetic-law expressions that the SBML importer recognises.
 
 Pure functions of :mod:`diffssa.expressions` trees: affine forms (species assignment rules kept as
 exact counts), net laws ``forward - reverse`` of reversible reactions and whether a law may be
@@ -10,8 +10,18 @@ from __future__ import annotations
 
 import re
 
-from ..expressions import BinOp, Call, Expr, Neg, Num, Sym, evaluate, symbols, to_string
-from ..model import TIME, Event
+from ...expressions import (
+    BinOp,
+    Call,
+    Expr,
+    Neg,
+    Num,
+    Sym,
+    evaluate,
+    symbols,
+    to_string,
+)
+from ...model import TIME, Event
 
 __all__ = ["TimeSwitches", "affine_form", "may_be_negative", "split_net"]
 
