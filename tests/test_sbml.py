@@ -540,3 +540,39 @@ def test_events_assigning_compartments_are_refused(tmp_path):
     path.write_text(path.read_text().replace('size="1" constant="true"', 'size="1" constant="false"'))
     with pytest.raises(SBMLError, match=r"event 'grow': assigns 'C'; only species and parameters"):
         load_sbml(path)
+
+
+def _level3_version2(path):
+    """The file at ``path`` rewritten as SBML Level 3 Version 2 (libsbml marks every such document with
+    its l3v2extendedmath plugin)."""
+    text = path.read_text().replace("level3/version1/core", "level3/version2/core").replace('version="1"', 'version="2"')
+    text = text.replace(' fast="false"', "")  # L3V1 requires it, L3V2 forbids it
+    path.write_text(text)
+    return path
+
+
+def test_level_3_version_2_documents_load(tmp_path):
+    """L3V2 was refused whole ('package l3v2extendedmath') before: a plain model loads and simulates;
+    an event without a trigger (optional in L3V2) and math beyond the reader's (rem) are refused by name."""
+    path = _level3_version2(write_model(
+        tmp_path, [species("X", amount=10)], [reaction("death", {"X": 1}, {}, "k * X")], [parameter("k", 0.5)]))
+    net = load_sbml(path)
+    assert net.species == {"X": 10} and net.parameters == {"k": 0.5}
+    tr = simulate(net, [0.0, 1.0], key=0, runs=10)
+    assert np.all(np.asarray(tr.states)[:, 0, 0] == 10)
+
+    no_trigger = '<event id="e" useValuesFromTriggerTime="true"><listOfEventAssignments>' \
+                 f'<eventAssignment variable="X">{mathml("1")}</eventAssignment></listOfEventAssignments></event>'
+    path = _level3_version2(write_model(tmp_path, [species("X", amount=10)], [], [parameter("k", 0.5)],
+                                        events=no_trigger, name="e.xml"))
+    with pytest.raises(SBMLError, match="event 'e'.*has no trigger"):
+        load_sbml(path)
+
+    rem = '<math xmlns="http://www.w3.org/1998/Math/MathML"><apply><times/><ci>k</ci>' \
+          '<apply><rem/><ci>X</ci><cn>2</cn></apply></apply></math>'
+    law = f'<reaction id="r" reversible="false"><listOfReactants><speciesReference species="X" stoichiometry="1" ' \
+          f'constant="true"/></listOfReactants><kineticLaw>{rem}</kineticLaw></reaction>'
+    path = _level3_version2(write_model(tmp_path, [species("X", amount=10)], [law], [parameter("k", 0.5)],
+                                        name="r.xml"))
+    with pytest.raises(SBMLError, match="unsupported MathML"):
+        load_sbml(path)

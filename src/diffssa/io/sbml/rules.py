@@ -46,7 +46,9 @@ def read_by_laws_and_events(imp: Importer, reactions: list[Reaction]) -> set[str
     """Names the kinetic laws, event triggers and event assignments read (parameter rules inlined)."""
     read = set().union(*(symbols(r.law.law) for r in reactions))
     for i, e in enumerate(imp.m.getListOfEvents()):
-        maths = [e.getTrigger().getMath()] + [a.getMath() for a in e.getListOfEventAssignments()]
+        trigger = e.getTrigger()  # optional in L3V2: an event without one is refused by .events.event
+        maths = [trigger.getMath()] if trigger is not None and trigger.isSetMath() else []
+        maths += [a.getMath() for a in e.getListOfEventAssignments()]
         for node in maths:
             read |= symbols(imp.resolve(imp.math(node, "event", event_id(e, i))))
     return read
