@@ -150,10 +150,10 @@ def test_exhausted_budget_is_exit_3_unless_allowed(tmp_path, capsys):
     ([], "--t-end and --points"),
 ])
 def test_simulate_refuses_before_running(tmp_path, capsys, monkeypatch, extra, message):
-    from diffssa import cli
+    from diffssa.cli import simulate
 
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(cli, "_simulate_in_batches", lambda *a, **k: pytest.fail("simulated"))
+    monkeypatch.setattr(simulate, "simulate_in_batches", lambda *a, **k: pytest.fail("simulated"))
     args = ["simulate", DIMER, "--out", "x.csv"] + (["--t-end", "4"] if "--points" in extra else []) + extra
     assert main(args) == 2
     err = capsys.readouterr().err

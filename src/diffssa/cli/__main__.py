@@ -1,0 +1,7 @@
+"""``python -m diffssa.cli``: the ``diffssa`` command."""
+
+import sys
+
+from . import main
+
+sys.exit(main())
