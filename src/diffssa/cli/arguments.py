@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import math
 
+from ..rng import as_key
+
 __all__ = ["EXIT_BUDGET", "BudgetExhausted", "Parser", "count", "positive_int", "scale", "seed"]
 
 EXIT_BUDGET = 3  # some trajectories ran out of --max-steps
@@ -26,13 +28,15 @@ class Parser(argparse.ArgumentParser):
 
 
 def seed(text: str) -> int:
-    """``--seed``: an integer, -2**63 <= seed < 2**64."""
+    """``--seed``: an integer that :func:`diffssa.rng.as_key` accepts (-2**63 <= seed < 2**64)."""
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if not -(2**63) <= value < 2**64:
-        raise argparse.ArgumentTypeError(f"{value} does not fit in 64 bits (use 0 <= seed < 2**64)")
+    try:
+        as_key(value)
+    except (ValueError, TypeError) as err:
+        raise argparse.ArgumentTypeError(f"{err} (use 0 <= seed < 2**64)") from None
     return value
 
 
