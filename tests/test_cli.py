@@ -1,6 +1,7 @@
 """The command line: outputs in the documented formats, bad input as exit status 2 with a message."""
 
 import json
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -261,3 +262,45 @@ def test_scale_converts_sbml_concentrations_and_is_refused_for_rxn(tmp_path, cap
     assert main(["simulate", DIMER, "--t-end", "1", "--points", "1", "--scale", "10", "--out", str(out)]) == 2
     assert "SBML files only" in capsys.readouterr().err
     assert main(base + ["--scale", "-3"]) == 2
+
+
+def _unimportable(monkeypatch, *packages):
+    """``import`` of each package (and of its submodules already loaded) raises ImportError."""
+    for name in [m for m in list(sys.modules) if m.split(".")[0] in packages] + list(packages):
+        monkeypatch.setitem(sys.modules, name, None)
+
+
+def test_simulate_writes_pandas_csv_bytes_without_pandas_or_tqdm(tmp_path, monkeypatch):
+    """simulate needs neither pandas nor tqdm (several batches ask for a progress bar), and writes the
+    bytes pandas' ``to_csv`` wrote: shortest floats, integer counts, blank cells where the budget ran out."""
+    from diffssa.cli import runs
+    from diffssa.cli.simulate import parse_times
+
+    model = tmp_path / "switched.rxn"
+    model.write_text(SWITCHED)
+    out, long = tmp_path / "s.csv", tmp_path / "t.csv"
+    monkeypatch.setattr(runs, "SIMULATION_BATCH", 8)
+    with monkeypatch.context() as blocked:
+        _unimportable(blocked, "pandas", "tqdm")
+        assert main(["simulate", str(model), "--times", "0,0.5,1,3", "--runs", "20", "--seed", "2", "--max-steps",
+                     "60", "--allow-exhausted", "--out", str(out), "--trajectories", str(long)]) == 0
+    result = runs.simulate_in_batches(load_network(str(model)), parse_times("0,0.5,1,3"), 20, 2, 60,
+                                      on_exhausted="ignore")
+    assert 0 < result.exhausted.sum() < 20
+    frame = result.to_dataframe(summary=False)
+    frame["X"] = frame["X"].round().astype("Int64")
+    for path, table in [(out, result.to_dataframe()), (long, frame)]:
+        text = path.read_text()
+        header = "\n".join(line for line in text.splitlines() if line.startswith("#")) + "\n"
+        assert text == header + table.to_csv(index=False)
+    assert ",,," in text
+
+
+def test_plot_without_matplotlib_is_exit_2_before_simulating(tmp_path, capsys, monkeypatch):
+    from diffssa.cli import simulate
+
+    monkeypatch.setattr(simulate, "simulate_in_batches", lambda *a, **k: pytest.fail("simulated"))
+    _unimportable(monkeypatch, "matplotlib")
+    assert _run(tmp_path, "--plot", str(tmp_path / "p.png")) == 2
+    err = capsys.readouterr().err
+    assert err == "diffssa: error: --plot needs matplotlib: pip install 'diffssa[plot]'\n"

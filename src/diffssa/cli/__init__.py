@@ -9,7 +9,8 @@ the output anyway, with a warning).
 
 Modules: :mod:`.arguments` (argument types, exit statuses), :mod:`.parser` (the commands and their
 options), :mod:`.simulate`, :mod:`.gradient` (sharing :mod:`.runs`), :mod:`.dsmts`, :mod:`.reproduce`
-(``reproduce``, ``demo``, ``ionchannel``), :mod:`.output` (writers and size limits).
+(``reproduce``, ``demo``, ``ionchannel``), :mod:`.output` (writers and size limits). ``simulate`` and
+``gradient`` need neither pandas nor tqdm; ``--plot`` needs matplotlib (the ``plot`` extra).
 """
 
 from __future__ import annotations

@@ -233,17 +233,20 @@ class Trajectories:
         columns.update({o: np.asarray(v, dtype=np.float64) for o, v in self.observables.items()})
         return columns
 
+    def long_table(self) -> dict[str, np.ndarray]:
+        """One row per run and time (B * T rows, run-major): columns ``run``, ``time``, then every
+        species, variable and observable (float64, NaN where the step budget ran out)."""
+        b, t, _ = self.states.shape
+        table = {"run": np.repeat(np.arange(b), t), "time": np.tile(np.asarray(self.times), b)}
+        table.update({name: values.ravel() for name, values in self._columns().items()})
+        return table
+
     def to_dataframe(self, summary: bool = True):
-        """A pandas DataFrame (the ``dataframe`` extra): the summary table, or (``summary=False``) one
-        row per run and time."""
+        """A pandas DataFrame (the ``dataframe`` extra): :meth:`summary_table`, or (``summary=False``)
+        :meth:`long_table`."""
         pd = require("pandas", "dataframe", "Trajectories.to_dataframe")
 
-        if summary:
-            return pd.DataFrame(self.summary_table())
-        b, t, _ = self.states.shape
-        frame = {"run": np.repeat(np.arange(b), t), "time": np.tile(np.asarray(self.times), b)}
-        frame.update({name: values.ravel() for name, values in self._columns().items()})
-        return pd.DataFrame(frame)
+        return pd.DataFrame(self.summary_table() if summary else self.long_table())
 
     def to_csv(self, path, summary: bool = True) -> None:
         """Write :meth:`to_dataframe` to ``path`` (no index column)."""
