@@ -1,4 +1,5 @@
-"""The MNIST gene network: parameter count, IDX reader, exactness of the specialised simulator, learning."""
+"""The MNIST gene network: parameter count, IDX reader, exactness of the specialised simulator and of
+its gradient, learning."""
 
 import gzip
 import json
@@ -7,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from jax.scipy.special import gammaln
 
 from diffssa import simulate
 from diffssa.applications.mnist import grn
@@ -90,6 +92,153 @@ def test_specialised_simulator_is_exact():
     # thinning costs about c - 1 = 20% extra (null) steps
     ratio = float(jnp.mean(steps)) / float(jnp.mean(events))
     assert 1.1 < ratio < 1.3, ratio
+
+
+# The gradient comparisons: readout f = O_0 - O_1 (output counts at t_end, a margin between two classes)
+# of a 3-input, 3-hidden, 10-output network, differentiated in three hidden-layer and four output-layer
+# parameters (network parameter name, params array, index).
+GRADIENT_RUNS = 4000
+READOUT = np.eye(10, dtype=np.float32)[0] - np.eye(10, dtype=np.float32)[1]  # (10,) weights of the counts
+HIDDEN_LAYER = [("W1_0_0", "W1", (0, 0)), ("b1_1", "b1", (1,)), ("log_beta1_2", "log_beta1", (2,))]
+OUTPUT_LAYER = [("W2_0_1", "W2", (0, 1)), ("b2_0", "b2", (0,)), ("W2_1_2", "W2", (1, 2)),
+                ("log_beta2_1", "log_beta2", (1,))]
+
+
+def _gradient_case():
+    """:func:`_tiny`'s network with only its 3 active inputs (W1 (3, 3), image (3,) counts) and a
+    384-step budget (the most any of the trajectories below needs is 174 steps, null events included)."""
+    cfg, params, image = _tiny()
+    params["W1"] = params["W1"][:, :3]
+    return cfg.replace(max_steps=384, chunk=32), params, image[:3]
+
+
+def _exact_readout(params, image, cfg):
+    """E[f] (a scalar, molecules) of the readout f = READOUT . O(t_end), exact up to float32 rounding,
+    differentiable in ``params``.
+
+    The hidden genes are independent immigration-death processes started at 0, so at time s the
+    counts H_h(s) are independent Poisson with means m_h(s) = a_h (1 - exp(-gamma_hidden s)), a_h
+    the hidden production propensities (H,). Output gene k is produced at rate
+    beta_k sigmoid(W2[k] . H(s) + b2[k]) and degraded at rate gamma_out, so
+    E[O_k(t)] = beta_k int_0^t exp(-gamma_out (t - s)) E[sigmoid(W2[k] . H(s) + b2[k])] ds: a
+    48-node Gauss-Legendre rule in s over every hidden state with counts 0..20 (the means here are
+    below 1.2, so the Poisson mass cut off is below 1e-17; float64 with 80 nodes and counts 0..30
+    differs by 1e-5 in E[f] and 3e-6 in its gradient).
+    """
+    ah = grn.hidden_propensities(params, jnp.asarray(image)[None], cfg)[0]  # (H,) events per unit time
+    nodes, weights = np.polynomial.legendre.leggauss(48)
+    s = (nodes + 1) * cfg.t_end / 2  # (Q,) times
+    m = ah * (1 - jnp.exp(-cfg.gamma_hidden * s))[:, None]  # (Q, H) Poisson means
+    n = jnp.arange(21.0)
+    pmf = jnp.exp(n * jnp.log(m[..., None]) - m[..., None] - gammaln(n + 1))  # (Q, H, 21)
+    states = np.stack(np.meshgrid(*[np.arange(21)] * ah.shape[0], indexing="ij"), -1).reshape(-1, ah.shape[0])
+    joint = jnp.prod(jnp.stack([pmf[:, h, states[:, h]] for h in range(ah.shape[0])]), axis=0)  # (Q, 21**H)
+    rate = jax.nn.sigmoid(states @ params["W2"].T + params["b2"])  # (21**H, 10) / beta
+    decay = weights * cfg.t_end / 2 * jnp.exp(-cfg.gamma_out * (cfg.t_end - s))  # (Q,) quadrature weights
+    mean_counts = jnp.exp(params["log_beta2"]) * jnp.einsum("q,qn,nk->k", decay, joint, rate)  # (10,)
+    return mean_counts @ READOUT
+
+
+@pytest.fixture(scope="module")
+def specialised_gradients():
+    """``(g, f)``: per-trajectory gradients (GRADIENT_RUNS, 7) of f in HIDDEN_LAYER + OUTPUT_LAYER and
+    readouts f (GRADIENT_RUNS,) from :func:`grn.simulate_readout`, one trajectory per key (seed 5)."""
+    cfg, params, image = _gradient_case()
+    wrt = HIDDEN_LAYER + OUTPUT_LAYER
+
+    def one(p, key):
+        y, _, exhausted, _ = grn.simulate_readout(p, jnp.asarray(image)[None], key, cfg)
+        return y[0] @ READOUT, (y[0] @ READOUT, exhausted[0])
+
+    @jax.jit
+    def per_run(p, keys):
+        g, (f, exhausted) = jax.vmap(jax.grad(one, has_aux=True), in_axes=(None, 0))(p, keys)
+        return jnp.stack([g[array][(slice(None), *index)] for _, array, index in wrt], axis=1), f, exhausted
+
+    pj = {k: jnp.asarray(v) for k, v in params.items()}
+    g, f, exhausted = per_run(pj, jax.random.split(jax.random.PRNGKey(5), GRADIENT_RUNS))
+    assert not bool(jnp.any(exhausted))
+    return np.asarray(g), np.asarray(f)
+
+
+def _z(estimates, reference, reference_se=0.0):
+    """(P,) z-scores of the means of ``estimates`` (N, P) against ``reference`` (P,) with its standard
+    errors ``reference_se`` (P,) (0: exact)."""
+    se = estimates.std(axis=0, ddof=1) / np.sqrt(len(estimates))
+    return (estimates.mean(axis=0) - reference) / np.hypot(se, reference_se)
+
+
+def test_specialised_gradient_against_exact(specialised_gradients):
+    """The specialised simulator's straight-through gradient (GRADIENT_RUNS = 4,000 trajectories, seed
+    5) against the exact gradient of E[f] (:func:`_exact_readout`, differentiated by JAX).
+
+    Output-layer parameters: the estimator is unbiased there (the output genes feed back on nothing,
+    so their tangents are linear in the straight-through terms), and the specialised simulator
+    agrees: means 1.523, 2.772, -0.467, -1.634 (standard errors 0.026, 0.005, 0.011, 0.008) against
+    the exact 1.509, 2.768, -0.489, -1.640, z = +0.5, +0.8, +1.9, +0.7, |z| < 4 asserted.
+
+    Hidden-layer parameters: the straight-through linearisation of the hidden counts inside the output
+    sigmoids is biased: W1_0_0 0.3124 +- 0.0012 against 0.3085 (+1.3%, z = 3.4), b1_1 0.550 +- 0.002
+    against 0.520 (+5.9%), log_beta1_2 -0.523 +- 0.001 against -0.500 (+4.6%); only a 25% bound is
+    asserted there (another draw of the weights gave +40% on a log_beta1). The unbiased pairs
+    estimator of diffssa.simulate (4,000 runs, 44 s here) agrees with the exact values on all seven
+    parameters (|z| <= 1.2), which checks the exact reference independently.
+    """
+    g, f = specialised_gradients
+    cfg, params, image = _gradient_case()
+    pj = {k: jnp.asarray(v) for k, v in params.items()}
+    mean_f, grads = jax.jit(jax.value_and_grad(_exact_readout), static_argnums=2)(pj, image, cfg)
+    exact = np.array([float(grads[array][index]) for _, array, index in HIDDEN_LAYER + OUTPUT_LAYER])
+    # the exact reference itself: E[f] = 3.368 against the simulated 3.415 +- 0.047 (z = +1.0)
+    assert abs(_z(f[:, None], float(mean_f))[0]) < 4.0
+    hidden, output = slice(0, len(HIDDEN_LAYER)), slice(len(HIDDEN_LAYER), None)
+    z = _z(g[:, output], exact[output])
+    assert np.max(np.abs(z)) < 4.0, z
+    # The same bound rejects a gradient 1.5x off: measured z = +20, +197, -12, -70 for 1.5 g.
+    z_wrong = _z(1.5 * g[:, output], exact[output])
+    assert np.min(np.abs(z_wrong)) > 4.0, z_wrong
+    relative_bias = g[:, hidden].mean(axis=0) / exact[hidden] - 1
+    assert np.max(np.abs(relative_bias)) < 0.25, relative_bias
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
+    "the general thinning surrogate zeroes the derivative of a kinetic law whose reactants are absent "
+    "(compiled.custom_values masks custom laws with jnp.where; engine.checked_propensities's "
+    "where(laws > 0) does the same for networks of mass-action laws only), so a tangent carried by a "
+    "count at 0 is not degraded; at these small counts that biases it by up to +15% on the output "
+    "layer, where the specialised simulator is unbiased (test_specialised_gradient_against_exact)"))
+def test_specialised_gradient_matches_general_thinning(specialised_gradients):
+    """The specialised simulator's gradient against diffssa.simulate(..., estimator="thinning") on the
+    same network (:func:`grn.grn_network`): both are the thinning clock with bound 1.2 a0 detached
+    from the parameters and the straight-through derivative of the choice probabilities a / L, so
+    their per-trajectory gradients should have one mean. GRADIENT_RUNS = 4,000 trajectories each
+    (seeds 5 and 6), z-test on the difference of the means, |z| < 4 for each parameter.
+
+    Measured (HIDDEN_LAYER then OUTPUT_LAYER): z = -25, -50, +60, -0.4, -10, +3.8, +22; general
+    means 0.363, 0.714, -0.689, 1.538, 2.844, -0.532, -1.892 (SE 0.002, 0.003, 0.002, 0.026, 0.005,
+    0.013, 0.009), against the specialised 0.312, 0.550, -0.523, 1.523, 2.772, -0.467, -1.634 and the
+    exact 0.309, 0.520, -0.500, 1.509, 2.768, -0.489, -1.640: the general one is +18%, +37%, +38%,
+    +2%, +3% (z = 14 against exact), +9%, +15% (z = -28) off. With the mask applied to the forward
+    value only (tried, not committed), the general mean is 0.312, 0.551, -0.523, 1.525, 2.770,
+    -0.489, -1.636 and the two agree, |z| <= 1.3: the test then passes (strict xfail reports it).
+    """
+    g, _ = specialised_gradients
+    cfg, params, image = _gradient_case()
+    net = grn.grn_network(params, image, cfg)
+    names = [name for name, _, _ in HIDDEN_LAYER + OUTPUT_LAYER]
+    outputs = jnp.asarray([net.state_names.index(f"O{k}") for k in range(10)])
+
+    def total(theta):
+        tr = simulate(net, [0.0, cfg.t_end], key=jax.random.PRNGKey(6), runs=GRADIENT_RUNS, params=theta,
+                      estimator="thinning", max_steps=1000, on_exhausted="raise")
+        return jnp.sum(tr.states[:, -1, outputs] @ READOUT)
+
+    theta = {name: jnp.full((GRADIENT_RUNS,), net.parameters[name], jnp.float32) for name in names}
+    grads = jax.grad(total)(theta)  # the per-trajectory trick: each trajectory has its own parameters
+    general = np.stack([np.asarray(grads[name]) for name in names], axis=1)
+    se = general.std(axis=0, ddof=1) / np.sqrt(GRADIENT_RUNS)
+    z = _z(g, general.mean(axis=0), se)
+    assert np.max(np.abs(z)) < 4.0, z
 
 
 def test_straight_through_gradient_is_finite_and_informative():

@@ -18,6 +18,7 @@ The public API, by concept (data flows one way: model -> simulation -> expectati
 The paper's validations live in :mod:`diffssa.applications`; the command line in :mod:`diffssa.cli`.
 """
 
+from .compiled import CompiledNetwork
 from .devices import use_cpu_cores
 from .estimators import (
     DIRECT,
@@ -36,7 +37,9 @@ from .fitting import FitResult, fit, moment_loss
 from .gradients import BiasWarning, GradCheck, GradientEstimate, estimate_gradient, gradcheck
 from .io.language import ReactionLanguageError, format_network, load_network, parse_network
 from .io.sbml import SBMLError, load_sbml, write_sbml
-from .model import CompiledNetwork, Event, MassAction, Propensity, Reaction, ReactionNetwork
+from .kinetics import MassAction, Propensity
+from .model import ReactionNetwork
+from .reactions import Event, Reaction
 from .reference.cme import CMESolution, solve_cme
 from .reference.finite_differences import FiniteDifference, finite_difference_gradient
 from .rng import as_key

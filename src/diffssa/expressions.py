@@ -33,6 +33,7 @@ __all__ = [
     "ExpressionError",
     "FUNCTIONS",
     "parse_expression",
+    "as_expression",
     "evaluate",
     "symbols",
     "substitute",
@@ -252,6 +253,15 @@ def parse_expression(text: str) -> Expr:
     if not text.strip():
         raise ExpressionError("empty expression")
     return _Parser(text).parse()
+
+
+def as_expression(value: str | float | Expr) -> Expr:
+    """An expression from text (parsed), a number (:class:`Num`) or an expression tree (as it is)."""
+    if isinstance(value, str):
+        return parse_expression(value)
+    if isinstance(value, (int, float)):
+        return Num(float(value))
+    return value
 
 
 def symbols(expr: Expr) -> set[str]:

@@ -14,8 +14,10 @@ import numpy as np
 import optax
 
 from ..fitting import FitResult, fit, moment_loss
-from ..model import MassAction, Reaction, ReactionNetwork
+from ..kinetics import MassAction
+from ..model import ReactionNetwork
 from ..optional import pyplot
+from ..reactions import Reaction
 from ..reference.cme import solve_cme
 from ..simulation.api import simulate
 from ..simulation.trajectories import time_grid

@@ -34,7 +34,7 @@ may come in any order (names are resolved once the whole text is read).
 * ``[NAME:] LEFT <-> RIGHT @ FORWARD, BACKWARD``: two reactions (``@=`` takes two propensities
   the same way); a name ``n`` names them ``n_fwd`` and ``n_rev``.
 * ``event [NAME] [initially false] when CONDITION: TARGET = VALUE, ...`` (a species or a variable): see
-  :class:`diffssa.model.Event`. ``CONDITION`` is ``A OP B`` with ``OP`` one of
+  :class:`diffssa.reactions.Event`. ``CONDITION`` is ``A OP B`` with ``OP`` one of
   ``>= > <= < == !=`` (stored as ``geq(A, B)``, ``gt``, ``leq``, ``lt``, ``eq``, ``neq``) or a
   boolean expression such as ``and(gt(X, 3), lt(Y, 2))``; the name ``time`` is the simulation time.
   ``initially false`` lets a condition already true at time 0 fire at time 0.
@@ -48,15 +48,9 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..expressions import Call, Expr, parse_expression, symbols, to_string
-from ..model import (
-    TIME,
-    Event,
-    MassAction,
-    Propensity,
-    Reaction,
-    ReactionNetwork,
-    check_count,
-)
+from ..kinetics import MassAction, Propensity
+from ..model import ReactionNetwork, check_count
+from ..reactions import TIME, Event, Reaction
 
 __all__ = ["ReactionLanguageError", "parse_network", "load_network", "format_network", "SUFFIXES"]
 

@@ -20,9 +20,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ..compiled import CompiledNetwork
 from ..estimators import EXACT, Estimator, PoissonPairs, ScoreFunction, get_estimator
 from ..expressions import evaluate
-from ..model import CompiledNetwork, ReactionNetwork
+from ..model import ReactionNetwork
 from ..rng import as_key
 from .arguments import guard_parameters, initial_matrix, parameter_matrix
 from .engine import build_runner, exact_count_limit, problem_labels

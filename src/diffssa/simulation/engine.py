@@ -20,8 +20,8 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from ..compiled import CompiledNetwork
 from ..estimators import Choice, Estimator, StepView
-from ..model import CompiledNetwork
 from ..rng import uniforms
 from .drivers import jit_runner, recorded_states, run_loop
 from .events import CompiledEvents, compile_events

@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 
 from ..expressions import Call, Expr, Sym, evaluate, symbols, to_string
-from ..model import TIME, Event
+from ..reactions import TIME, Event
 
 __all__ = ["CompiledEvents", "compile_events"]
 

@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 from jax.extend.random import threefry_2x32
 
-from ..model import CompiledNetwork
+from ..compiled import CompiledNetwork
 from ..rng import bits_to_uniform
 from .drivers import forward_loop, recorded_states
 from .engine import (

@@ -46,8 +46,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ..compiled import CompiledNetwork
 from ..estimators import Estimator, PoissonPairs
-from ..model import CompiledNetwork
 from ..rng import SAMPLER_STREAM, derived_key, uniforms
 from .drivers import forward_loop
 from .engine import (

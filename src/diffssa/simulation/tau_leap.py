@@ -62,8 +62,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ..compiled import CompiledNetwork
 from ..estimators import EXACT, Estimator, straight_through
-from ..model import CompiledNetwork
 from ..rng import TAU_LEAP_STREAM, bits, bits_to_uniform
 from .drivers import jit_runner, recorded_states, run_loop
 from .engine import (

@@ -48,7 +48,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ...model import MassAction, Reaction, ReactionNetwork
+from ...kinetics import MassAction
+from ...model import ReactionNetwork
+from ...reactions import Reaction
 from ...rng import as_key
 from .gridstats import SoftBins, sample_record, soft_histogram_np
 from .models import GatingScheme

@@ -28,7 +28,9 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from ...expressions import evaluate, parse_expression, substitute, symbols
-from ...model import MassAction, Reaction, ReactionNetwork
+from ...kinetics import MassAction
+from ...model import ReactionNetwork
+from ...reactions import Reaction
 
 __all__ = ["Transition", "GatingScheme", "load_scheme", "flip_scheme", "linear_scheme", "pair_scheme", "FORMAT"]
 

@@ -335,7 +335,9 @@ def grn_network(params, image_counts_row, config: GRNConfig, n_inputs: int | Non
     Meant for small instances (``n_inputs`` inputs, ``config.hidden`` hidden genes); the parameters
     are network parameters named ``W1_h_i``, ``b1_h``, ``log_beta1_h``, ``W2_k_h``, ``b2_k``, ``log_beta2_k``.
     """
-    from ...model import Propensity, Reaction, ReactionNetwork
+    from ...kinetics import Propensity
+    from ...model import ReactionNetwork
+    from ...reactions import Reaction
 
     p = {k: np.asarray(v, np.float64) for k, v in params.items()}
     n_in = p["W1"].shape[1] if n_inputs is None else n_inputs

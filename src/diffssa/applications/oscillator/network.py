@@ -12,7 +12,9 @@ from typing import Sequence
 
 import numpy as np
 
-from ...model import MassAction, Reaction, ReactionNetwork
+from ...kinetics import MassAction
+from ...model import ReactionNetwork
+from ...reactions import Reaction
 
 TRUE_RATES = {
     "alphaA": 50.0,

@@ -11,7 +11,7 @@ species with integer coefficients (the species then changes with every reaction 
 changes its inputs); a species set by a rule of any other form that no kinetic law or event reads
 becomes an *observable* (its amount in molecules, computed at the recorded times), and one that is
 read is refused. Initial assignments are evaluated at load. Events without delay or priority
-become :class:`~diffssa.model.Event` objects; parameters that events assign become network
+become :class:`~diffssa.reactions.Event` objects; parameters that events assign become network
 *variables* (piecewise constant, changed only by events). A comparison of ``time`` with a threshold
 that is a constant or parameter expression in a kinetic law (``piecewise(k, time < 10, 0)``, also
 inside parameter rules) becomes a variable ``time_<op>_<threshold>`` holding the comparison's value

@@ -1,4 +1,4 @@
-"""SBML events as :class:`~diffssa.model.Event` objects.
+"""SBML events as :class:`~diffssa.reactions.Event` objects.
 
 Events without delay or priority, with persistent triggers, become events of the network;
 parameters that events assign become network *variables* (piecewise constant, changed only by
@@ -8,7 +8,7 @@ events). Anything else is refused.
 from __future__ import annotations
 
 from ...expressions import BinOp, Call, Num, substitute, symbols
-from ...model import TIME, Event
+from ...reactions import TIME, Event
 from .importer import Importer
 from .mathml import times
 

@@ -21,7 +21,7 @@ from ...expressions import (
     symbols,
     to_string,
 )
-from ...model import TIME, Event
+from ...reactions import TIME, Event
 
 __all__ = ["TimeSwitches", "affine_form", "may_be_negative", "split_net"]
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import libsbml
 
 from ...expressions import BinOp, Expr, Num, Sym, evaluate, substitute, symbols
-from ...model import TIME
+from ...reactions import TIME
 from .errors import SBMLError
 from .mathml import from_mathml, times
 from .units import molecules_per_unit

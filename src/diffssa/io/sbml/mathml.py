@@ -13,7 +13,7 @@ from functools import reduce
 import libsbml
 
 from ...expressions import BinOp, Call, Expr, Neg, Num, Sym, substitute
-from ...model import TIME
+from ...reactions import TIME
 
 __all__ = ["AVOGADRO", "fold", "from_mathml", "times", "to_mathml"]
 

@@ -20,7 +20,9 @@ from pathlib import Path
 import libsbml
 
 from ...expressions import Sym, evaluate, substitute
-from ...model import TIME, Propensity, Reaction, ReactionNetwork
+from ...kinetics import Propensity
+from ...model import ReactionNetwork
+from ...reactions import TIME, Reaction
 from .errors import SBMLError
 from .events import event, event_targets
 from .forms import TimeSwitches, may_be_negative, split_net

@@ -10,7 +10,7 @@ that changes its inputs. One of any other form that no kinetic law or event read
 from __future__ import annotations
 
 from ...expressions import Expr, symbols
-from ...model import Reaction
+from ...reactions import Reaction
 from .events import event_id
 from .forms import affine_form
 from .importer import Importer

@@ -12,7 +12,9 @@ import re
 import libsbml
 
 from ...expressions import BinOp, Expr, Num, Sym, symbols
-from ...model import TIME, MassAction, Propensity, Reaction, ReactionNetwork
+from ...kinetics import MassAction, Propensity
+from ...model import ReactionNetwork
+from ...reactions import TIME, Reaction
 from .mathml import fold, to_mathml
 
 __all__ = ["write_sbml"]
@@ -21,7 +23,7 @@ _SID = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")  # the syntax of an SBML id (SId)
 
 
 def _mass_action_law(r: Reaction, compartment: str) -> Expr:
-    """``k * V^(1 - order) * prod_s C(x_s, n_s)`` written out, as :mod:`diffssa.model` defines it."""
+    """``k * V^(1 - order) * prod_s C(x_s, n_s)`` written out, as :mod:`diffssa.kinetics` defines it."""
     order = sum(r.reactants.values())
     terms = [r.law.rate] + ([BinOp("^", Sym(compartment), Num(1.0 - order))] if order != 1 else [])
     for s, n in r.reactants.items():
