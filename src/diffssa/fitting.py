@@ -85,7 +85,7 @@ def fit(
         return optax.apply_updates(u, updates), state, value
 
     key = as_key(key)
-    first_averaged = max(steps - average_last, 0)
+    first_averaged, total = max(steps - average_last, 0), None  # the running sum of the averaged iterates
     losses, history = [], {k: [] for k in initial}
     bar = progress_bar(range(steps), desc=description, disable=not progress, leave=False, mininterval=1.0)
     for i in bar:
@@ -100,7 +100,7 @@ def fit(
                 "kinetic law, an exhausted step budget), else lower the learning rate")
         bar.set_postfix(loss=f"{losses[-1]:.4g}", refresh=False)
         if average_last and i >= first_averaged:
-            total = u if i == first_averaged else jax.tree_util.tree_map(jnp.add, total, u)
+            total = u if total is None else jax.tree_util.tree_map(jnp.add, total, u)
     if average_last:
         u = jax.tree_util.tree_map(lambda v: v / min(average_last, steps), total)
     final = {k: float(v) for k, v in to_params(u).items()}

@@ -271,12 +271,6 @@ class ReactionNetwork:
                       name=self.name, events=self.events, variables=self.variables, observables=self.observables)
         return ReactionNetwork(**{**fields, **changes})
 
-    def describe(self) -> str:
-        """The network in the reaction language (see :func:`diffssa.io.language.format_network`)."""
-        from .io.language import format_network
-
-        return format_network(self)
-
     # -------------------------------------------------------------- compiling
     def compile(self) -> CompiledNetwork:
         """Stoichiometry and a vectorised propensity function ``a(x (S,), theta (P,)) -> (R,)``."""
