@@ -22,25 +22,13 @@ from diffssa.applications.ionchannel import (
     read_scn,
     shared_dir,
 )
-from diffssa.applications.ionchannel.fit import (
-    ReferenceData,
-    Scale,
-    SimulationLoss,
-    Target,
-    exact_scheme_r2,
-    multichannel_q,
-    predicted_level_density,
-    predicted_occupancy,
-    reference_data,
-    simulate_dwells,
-    simulated_r2,
-)
 from diffssa.applications.ionchannel.gridstats import (
     SoftBins,
     grid_periods,
     sample_record,
     soft_histogram_np,
 )
+from diffssa.applications.ionchannel.loss import SimulationLoss
 from diffssa.applications.ionchannel.models import (
     GatingScheme,
     flip_scheme,
@@ -55,6 +43,17 @@ from diffssa.applications.ionchannel.qmatrix import (
     q_from_network,
 )
 from diffssa.applications.ionchannel.records import Trace, dwell_times
+from diffssa.applications.ionchannel.reports import (
+    ReferenceData,
+    exact_scheme_r2,
+    multichannel_q,
+    predicted_level_density,
+    predicted_occupancy,
+    reference_data,
+    simulated_r2,
+)
+from diffssa.applications.ionchannel.simulated import simulate_dwells
+from diffssa.applications.ionchannel.targets import Scale, Target
 
 DATA = shared_dir() / "ionchannel"
 needs_data = pytest.mark.skipif(not (DATA / "glyr-A-10.scn").is_file(), reason="shared ion-channel data not found")
@@ -334,7 +333,7 @@ def test_simulated_pair_of_different_channels_matches_its_exact_level_densities(
 def test_simulation_loss_gradient_is_finite_and_the_data_optimum_is_lower():
     import jax
 
-    tres, scale = 0.05, Scale("s", h=0.01, samples=300, tres=0.05, lo=0.05, hi=2.0, windows=64, max_steps=200)
+    scale = Scale("s", h=0.01, samples=300, tres=0.05, lo=0.05, hi=2.0, windows=64, max_steps=200)
     rec = _record(*_ctmc(THREE.q_matrix(1.0), THREE.is_open, 30_000, seed=5))
     loss = SimulationLoss(THREE, [Target("three", 1.0, rec, (scale,))])
     f = jax.jit(jax.value_and_grad(loss))

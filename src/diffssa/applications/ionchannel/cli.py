@@ -86,9 +86,9 @@ def reproduce(args) -> int:
 
 def predict(args) -> int:
     """R^2 of a fitted model's exact dwell-time densities against a record (any record, any concentration)."""
-    from .fit import record_r2
     from .models import load_scheme
     from .records import read_scn
+    from .reports import record_r2
 
     scheme = load_scheme(args.model)
     conc = float(args.concentration)
