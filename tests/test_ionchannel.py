@@ -6,6 +6,8 @@ Fast checks only; the fits themselves run in ``diffssa reproduce ionchannel``.
 import dataclasses
 import json
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -124,6 +126,20 @@ def test_bad_abf_raises_naming_the_file(tmp_path):
         read_abf(path)
     with pytest.raises(ValueError, match="no such file"):
         read_abf(tmp_path / "missing.abf")
+
+
+def test_read_abf_without_pyabf_names_the_extra(tmp_path, monkeypatch):
+    path = tmp_path / "trace.abf"
+    path.write_bytes(b"ABF ")
+    monkeypatch.setitem(sys.modules, "pyabf", None)  # import pyabf now fails
+    with pytest.raises(ImportError, match=r"pip install 'diffssa\[ionchannel\]'"):
+        read_abf(path)
+
+
+def test_core_package_imports_neither_scipy_nor_pyabf():
+    code = "import sys, diffssa; print(sorted({'scipy', 'pyabf'} & {m.split('.')[0] for m in sys.modules}))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
 
 
 @needs_data
@@ -363,6 +379,10 @@ def test_predict_reports_r2_for_any_record(tmp_path, capsys):
     assert predict(args) == 0
     out = json.loads(capsys.readouterr().out)
     assert set(out) == {"r2_open", "r2_shut"} and all(np.isfinite(v) for v in out.values())
+    # shut times below tcrit = 1.1 tres fill one bin: R^2 undefined, written as null (strict JSON)
+    assert predict(Namespace(**{**vars(args), "tcrit": 0.033})) == 0
+    out = json.loads(capsys.readouterr().out, parse_constant=lambda name: pytest.fail(f"not strict JSON: {name}"))
+    assert out["r2_shut"] is None and np.isfinite(out["r2_open"])
     with pytest.raises(ValueError, match="missing.scn"):
         predict(Namespace(**{**vars(args), "record": str(tmp_path / "missing.scn")}))
     with pytest.raises(ValueError, match="concentration"):

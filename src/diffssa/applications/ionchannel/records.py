@@ -168,13 +168,15 @@ class Trace:
 
 
 def read_abf(path, sweep: int = 0, channel: int = 0) -> Trace:
-    """Read one sweep of a raw current trace in Axon Binary Format (with ``pyabf``)."""
+    """Read one sweep of a raw current trace in Axon Binary Format (with ``pyabf``, the ``ionchannel`` extra)."""
     path = Path(path)
     if not path.is_file():
         _fail(path, "no such file")
     try:
         import pyabf
-
+    except ImportError:
+        raise ImportError(f"{path}: reading .abf files needs pyabf: pip install 'diffssa[ionchannel]'") from None
+    try:
         abf = pyabf.ABF(str(path))
         abf.setSweep(sweep, channel=channel)
         current = np.asarray(abf.sweepY, dtype=np.float64)
