@@ -6,6 +6,8 @@ Fast checks only; the fits themselves run in ``diffssa reproduce ionchannel``.
 import dataclasses
 import json
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -22,25 +24,13 @@ from diffssa.applications.ionchannel import (
     read_scn,
     shared_dir,
 )
-from diffssa.applications.ionchannel.fit import (
-    ReferenceData,
-    Scale,
-    SimulationLoss,
-    Target,
-    exact_scheme_r2,
-    multichannel_q,
-    predicted_level_density,
-    predicted_occupancy,
-    reference_data,
-    simulate_dwells,
-    simulated_r2,
-)
 from diffssa.applications.ionchannel.gridstats import (
     SoftBins,
     grid_periods,
     sample_record,
     soft_histogram_np,
 )
+from diffssa.applications.ionchannel.loss import SimulationLoss
 from diffssa.applications.ionchannel.models import (
     GatingScheme,
     flip_scheme,
@@ -55,6 +45,17 @@ from diffssa.applications.ionchannel.qmatrix import (
     q_from_network,
 )
 from diffssa.applications.ionchannel.records import Trace, dwell_times
+from diffssa.applications.ionchannel.reports import (
+    ReferenceData,
+    exact_scheme_r2,
+    multichannel_q,
+    predicted_level_density,
+    predicted_occupancy,
+    reference_data,
+    simulated_r2,
+)
+from diffssa.applications.ionchannel.simulated import simulate_dwells
+from diffssa.applications.ionchannel.targets import Scale, Target
 
 DATA = shared_dir() / "ionchannel"
 needs_data = pytest.mark.skipif(not (DATA / "glyr-A-10.scn").is_file(), reason="shared ion-channel data not found")
@@ -125,6 +126,20 @@ def test_bad_abf_raises_naming_the_file(tmp_path):
         read_abf(path)
     with pytest.raises(ValueError, match="no such file"):
         read_abf(tmp_path / "missing.abf")
+
+
+def test_read_abf_without_pyabf_names_the_extra(tmp_path, monkeypatch):
+    path = tmp_path / "trace.abf"
+    path.write_bytes(b"ABF ")
+    monkeypatch.setitem(sys.modules, "pyabf", None)  # import pyabf now fails
+    with pytest.raises(ImportError, match=r"pip install 'diffssa\[ionchannel\]'"):
+        read_abf(path)
+
+
+def test_core_package_imports_neither_scipy_nor_pyabf():
+    code = "import sys, diffssa; print(sorted({'scipy', 'pyabf'} & {m.split('.')[0] for m in sys.modules}))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
 
 
 @needs_data
@@ -334,7 +349,7 @@ def test_simulated_pair_of_different_channels_matches_its_exact_level_densities(
 def test_simulation_loss_gradient_is_finite_and_the_data_optimum_is_lower():
     import jax
 
-    tres, scale = 0.05, Scale("s", h=0.01, samples=300, tres=0.05, lo=0.05, hi=2.0, windows=64, max_steps=200)
+    scale = Scale("s", h=0.01, samples=300, tres=0.05, lo=0.05, hi=2.0, windows=64, max_steps=200)
     rec = _record(*_ctmc(THREE.q_matrix(1.0), THREE.is_open, 30_000, seed=5))
     loss = SimulationLoss(THREE, [Target("three", 1.0, rec, (scale,))])
     f = jax.jit(jax.value_and_grad(loss))
@@ -364,6 +379,10 @@ def test_predict_reports_r2_for_any_record(tmp_path, capsys):
     assert predict(args) == 0
     out = json.loads(capsys.readouterr().out)
     assert set(out) == {"r2_open", "r2_shut"} and all(np.isfinite(v) for v in out.values())
+    # shut times below tcrit = 1.1 tres fill one bin: R^2 undefined, written as null (strict JSON)
+    assert predict(Namespace(**{**vars(args), "tcrit": 0.033})) == 0
+    out = json.loads(capsys.readouterr().out, parse_constant=lambda name: pytest.fail(f"not strict JSON: {name}"))
+    assert out["r2_shut"] is None and np.isfinite(out["r2_open"])
     with pytest.raises(ValueError, match="missing.scn"):
         predict(Namespace(**{**vars(args), "record": str(tmp_path / "missing.scn")}))
     with pytest.raises(ValueError, match="concentration"):

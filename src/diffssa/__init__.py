@@ -34,8 +34,19 @@ from .estimators import (
     Surrogate,
 )
 from .fitting import FitResult, fit, moment_loss
-from .gradients import BiasWarning, GradCheck, GradientEstimate, estimate_gradient, gradcheck
-from .io.language import ReactionLanguageError, format_network, load_network, parse_network
+from .gradients import (
+    BiasWarning,
+    GradCheck,
+    GradientEstimate,
+    estimate_gradient,
+    gradcheck,
+)
+from .io.language import (
+    ReactionLanguageError,
+    format_network,
+    load_network,
+    parse_network,
+)
 from .io.sbml import SBMLError, load_sbml, write_sbml
 from .kinetics import MassAction, Propensity
 from .model import ReactionNetwork

@@ -7,8 +7,13 @@
   events) and HJC (exact for ``t < 3 tres``, asymptotic beyond) with the same resolution imposed.
 * :mod:`.models`: gating schemes as reaction networks (one species per channel state, the count is the
   number of channels in that state; binding steps proportional to the agonist concentration).
-* :mod:`.fit`: the simulation-based fit (gradient descent through the exact simulator) and R^2 reports.
-* :mod:`.cli`: ``reproduce(args)`` and ``predict(args)`` for the command line.
+* :mod:`.gridstats`, :mod:`.targets`, :mod:`.loss`, :mod:`.optimise`: the simulation-based fit (gradient
+  descent through the exact simulator): the windowed statistic, the scales and records it compares, the
+  loss and its score-function gradient, the optimiser (Adam through :func:`diffssa.fitting.fit`).
+* :mod:`.reports`: R^2 of exact HJC and simulated densities against records; :mod:`.simulated`: long
+  simulated records; :mod:`.reference`: the Q-matrix (least-squares) reference fit.
+* :mod:`.reproduce` (the GlyR and two-channel runs), :mod:`.plots`; :mod:`.cli`: ``reproduce(args)`` and
+  ``predict(args)`` for the command line.
 """
 
 from .records import (

@@ -7,17 +7,18 @@
   the record's concentration) and prints ``{"r2_open": ..., "r2_shut": ...}``.
 
 Both take an ``argparse.Namespace``; :func:`add_reproduce_arguments` and :func:`add_predict_arguments`
-declare the options on a (sub)parser. Bad input raises ``ValueError`` naming the file or option.
+declare the options on a (sub)parser. Bad input raises ``ValueError`` naming the file or option. JSON
+output is strict, as the main CLI's: a non-finite number is written as ``null``.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 from pathlib import Path
 
+from ...cli.output import strict_json
 from .reproduce import GLYR_WINDOWS, LEARNING_RATE, TWO_CHANNEL_WINDOWS
 
 __all__ = ["add_reproduce_arguments", "add_predict_arguments", "reproduce", "predict", "main"]
@@ -78,17 +79,17 @@ def reproduce(args) -> int:
                                                    learning_rate=getattr(args, "learning_rate", LEARNING_RATE),
                                                    root=getattr(args, "data", None), progress=log)
     if quiet:
-        print(json.dumps(out, sort_keys=True))
+        print(strict_json(out, sort_keys=True))
     else:
-        print(json.dumps(out, indent=2, sort_keys=True))
+        print(strict_json(out, indent=2, sort_keys=True))
     return 0
 
 
 def predict(args) -> int:
     """R^2 of a fitted model's exact dwell-time densities against a record (any record, any concentration)."""
-    from .fit import record_r2
     from .models import load_scheme
     from .records import read_scn
+    from .reports import record_r2
 
     scheme = load_scheme(args.model)
     conc = float(args.concentration)
@@ -104,7 +105,7 @@ def predict(args) -> int:
     r2 = record_r2(scheme, conc, record, tres, tcrit=tcrit)
     out = {"r2_open": round(r2["r2_open"], 6), "r2_shut": round(r2["r2_shut"], 6)}
     if getattr(args, "json", False):
-        print(json.dumps(out))
+        print(strict_json(out))
     else:
         print(f"{Path(args.record).name} at {conc:g} uM, tres {tres:g} ms: R^2 open {out['r2_open']:.4f}, "
               f"shut {out['r2_shut']:.4f} ({r2['n_open']} open, {r2['n_shut']} shut periods)")

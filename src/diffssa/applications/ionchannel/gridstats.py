@@ -16,7 +16,7 @@ n channels: levels 0..n).
 The same function is applied to the data sampled on the same grid in windows of the same length
 (:func:`sample_record`), so data and model are compared alike: same resolution, same sampling, same
 censoring at the window edges. ``F`` is an exact function of the path; its expectation is
-differentiated with the simulator's score-function estimator (see :mod:`.fit`).
+differentiated with the simulator's score-function estimator (see :mod:`.loss`).
 """
 
 from __future__ import annotations

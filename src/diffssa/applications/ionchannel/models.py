@@ -27,7 +27,15 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from ...expressions import evaluate, parse_expression, substitute, symbols
+from ...expressions import (
+    BinOp,
+    Num,
+    Sym,
+    evaluate,
+    parse_expression,
+    substitute,
+    symbols,
+)
 from ...kinetics import MassAction
 from ...model import ReactionNetwork
 from ...reactions import Reaction
@@ -44,27 +52,6 @@ def _parsed(text: str):
     if text not in _PARSED:
         _PARSED[text] = parse_expression(text)
     return _PARSED[text]
-
-
-def _number(expr, env) -> float:
-    """Evaluate an expression tree on Python floats (fast path for Q-matrices)."""
-    from ...expressions import BinOp, Call, Neg, Num, Sym
-
-    if isinstance(expr, Num):
-        return float(expr.value)
-    if isinstance(expr, Sym):
-        try:
-            return float(env[expr.name])
-        except KeyError:
-            raise ValueError(f"unknown rate {expr.name!r}") from None
-    if isinstance(expr, Neg):
-        return -_number(expr.arg, env)
-    if isinstance(expr, BinOp):
-        a, b = _number(expr.left, env), _number(expr.right, env)
-        return {"+": a + b, "-": a - b, "*": a * b}[expr.op] if expr.op in "+-*" else (a / b if expr.op == "/" else a**b)
-    if isinstance(expr, Call):
-        return float(evaluate(expr, env))
-    raise ValueError(f"cannot evaluate {expr!r}")
 
 
 @dataclass(frozen=True)
@@ -155,7 +142,7 @@ class GatingScheme:
         """Free and derived rate constants (1/s or 1/(uM s))."""
         out = {**{k: float(v) for k, v in self.rates.items()}, **{k: float(v) for k, v in dict(rates or {}).items()}}
         for name, expr in self.derived.items():
-            out[name] = _number(_parsed(expr), out)
+            out[name] = float(evaluate(_parsed(expr), out))
         return out
 
     # ------------------------------------------------------------ as a network
@@ -173,10 +160,7 @@ class GatingScheme:
         params = {**{k: float(v) for k, v in self.rates.items()}, "conc": float(concentration)}
         reactions = []
         for t in self.transitions:
-            expr = self._rate_expr(t)
-            from ...expressions import BinOp, Num, Sym
-
-            expr = BinOp("/", expr, Num(1000.0))
+            expr = BinOp("/", self._rate_expr(t), Num(1000.0))
             if t.binding:
                 expr = BinOp("*", expr, Sym("conc"))
             reactions.append(Reaction({t.source: 1}, {t.target: 1}, MassAction(expr), f"{t.source}->{t.target}"))
@@ -205,7 +189,7 @@ class GatingScheme:
         idx = {s: i for i, s in enumerate(self.states)}
         Q = np.zeros((len(self.states), len(self.states)))
         for t in self.transitions:
-            k = _number(_parsed(t.rate), values) / 1000.0
+            k = float(evaluate(_parsed(t.rate), values)) / 1000.0
             if t.binding:
                 k *= float(concentration)
             Q[idx[t.source], idx[t.target]] += k

@@ -29,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ...optional import require
+
 __all__ = [
     "Record",
     "ResolvedRecord",
@@ -168,13 +170,12 @@ class Trace:
 
 
 def read_abf(path, sweep: int = 0, channel: int = 0) -> Trace:
-    """Read one sweep of a raw current trace in Axon Binary Format (with ``pyabf``)."""
+    """Read one sweep of a raw current trace in Axon Binary Format (with ``pyabf``, the ``ionchannel`` extra)."""
     path = Path(path)
     if not path.is_file():
         _fail(path, "no such file")
+    pyabf = require("pyabf", "ionchannel", f"{path}: reading .abf files")
     try:
-        import pyabf
-
         abf = pyabf.ABF(str(path))
         abf.setSweep(sweep, channel=channel)
         current = np.asarray(abf.sweepY, dtype=np.float64)

@@ -3,14 +3,14 @@
 ``reproduce_glyr``: one scheme and one set of rate constants for the three records: the flip scheme
 (3 binding sites, Burzomato et al. 2004) with a second open state after each open state (16 free
 rates; the plain flip scheme's best exact fit stops at R^2 0.9867 on the 10 uM openings). Steps:
-(1) a Q-matrix reference fit (exact HJC densities, least squares; :func:`.fit.reference_fit`) from a
-generic starting guess; (2) the simulation-based fit:
-Adam on log rate constants with gradients through the exact simulator (score-function estimator,
-:class:`.fit.SimulationLoss`), started from the reference rates or, for a recovery experiment
+(1) a Q-matrix reference fit (exact HJC densities, least squares; :func:`.reference.reference_fit`)
+from a generic starting guess; (2) the simulation-based fit: Adam on log rate constants with gradients
+through the exact simulator (score-function estimator, :class:`.loss.SimulationLoss`,
+:func:`.optimise.optimise`), started from the reference rates or, for a recovery experiment
 (``perturb`` > 1), from them multiplied or divided by ``perturb`` (fixed seed); (3) R^2 of both fits
 against every record from the exact HJC densities, and of the simulation fit from long simulated
 records, beside the R^2 that counting noise allows if the scheme were exact
-(:func:`.fit.exact_scheme_r2`); (4) plots and ``models/glyr.json``.
+(:func:`.reports.exact_scheme_r2`); (4) plots (:mod:`.plots`) and ``models/glyr.json``.
 
 ``reproduce_two_channel``: the raw trace ``sctrace-test2.abf`` idealised at half amplitude with levels
 0, 1, 2 (two channels). A linear scheme C3-C2-C1-O1-O2 per channel: first two identical channels
@@ -31,26 +31,29 @@ from pathlib import Path
 
 import numpy as np
 
-from .fit import (
-    COARSE,
-    FINE,
-    MID,
-    Scale,
-    SimulationLoss,
-    Target,
+from .loss import SimulationLoss
+from .models import GatingScheme, flip_scheme, linear_scheme, pair_scheme
+from .optimise import optimise
+from .plots import plot_glyr, plot_loss, plot_two_channel
+from .records import (
+    idealise,
+    impose_resolution,
+    r_squared,
+    read_abf,
+    read_scn,
+    shared_dir,
+)
+from .reference import reference_fit
+from .reports import (
     exact_scheme_r2,
-    optimise,
     predicted_level_density,
     predicted_occupancy,
     reference_data,
-    reference_fit,
     reference_r2,
-    simulate_dwells,
     simulated_r2,
 )
-from .models import GatingScheme, flip_scheme, linear_scheme, pair_scheme
-from .qmatrix import MissedEventDensity
-from .records import idealise, r_squared, read_abf, read_scn, shared_dir
+from .simulated import simulate_dwells
+from .targets import COARSE, FINE, MID, Scale, Target
 
 __all__ = ["GLYR_RECORDS", "GLYR_TRES", "GLYR_TCRIT", "GLYR_START", "reproduce_glyr", "reproduce_two_channel"]
 
@@ -82,6 +85,11 @@ TWO_SCALES = (
 def _log(progress, message):
     if progress:
         progress(message)
+
+
+def _log_steps(progress, t0):
+    """The optimiser's callback: a progress line (mean loss, seconds since ``t0``) every few steps."""
+    return lambda step, value: _log(progress, f"  step {step}: loss {value:.3f} ({time.perf_counter() - t0:.0f} s)")
 
 
 def _perturb(rates, factor, seed):
@@ -159,15 +167,9 @@ def reproduce_glyr(*, seed: int = 0, steps: int = 150, windows: int = GLYR_WINDO
     t0 = time.perf_counter()
     start = _perturb(ref_rates, perturb, seed + 1) if perturb != 1 else dict(ref_rates)
     loss = SimulationLoss(scheme, glyr_targets(records, windows))
-    trace = []
-
-    def callback(i, params, value):
-        trace.append((i, value))
-        _log(progress, f"  step {i}: loss {value:.3f} ({time.perf_counter() - t0:.0f} s)")
-
-    sim_rates, losses, hist = optimise(loss, start, key=seed, steps=steps, learning_rate=learning_rate,
-                                       final_learning_rate=learning_rate / 10, average_last=max(steps // 3, 1),
-                                       callback=callback, every=max(steps // 10, 1))
+    sim_rates, losses, skipped = optimise(loss, start, key=seed, steps=steps, learning_rate=learning_rate,
+                                          final_learning_rate=learning_rate / 10, average_last=max(steps // 3, 1),
+                                          callback=_log_steps(progress, t0), every=max(steps // 10, 1))
     timings["simulation_fit_s"] = round(time.perf_counter() - t0, 1)
     start_r2 = reference_r2(scheme, data, start)
     sim_r2 = reference_r2(scheme, data, sim_rates)
@@ -215,8 +217,8 @@ def reproduce_glyr(*, seed: int = 0, steps: int = 150, windows: int = GLYR_WINDO
         Path(model_out).parent.mkdir(parents=True, exist_ok=True)
         fitted.to_json(model_out)
     if img_dir:
-        _plot_glyr(Path(img_dir), fitted, data, simulated)
-        _plot_trace(Path(img_dir) / "ionchannel-glyr-loss.png", losses, "GlyR simulation-based fit")
+        plot_glyr(Path(img_dir), fitted, data, simulated)
+        plot_loss(Path(img_dir) / "ionchannel-glyr-loss.png", losses, "GlyR simulation-based fit")
     timings["total_s"] = round(time.perf_counter() - t_start, 1)
     return {
         "r2": _r2_table(sim_r2),
@@ -226,7 +228,7 @@ def reproduce_glyr(*, seed: int = 0, steps: int = 150, windows: int = GLYR_WINDO
         "r2_start": _r2_table(start_r2),
         "rates": {k: round(v, 6) for k, v in sim_rates.items()},
         "reference": {"rates": {k: round(v, 6) for k, v in ref_rates.items()}, "r2": _r2_table(ref_r2)},
-        "skipped_steps": hist["skipped"],
+        "skipped_steps": skipped,
         "timings": timings,
     }
 
@@ -270,16 +272,13 @@ def reproduce_two_channel(*, seed: int = 0, steps: int = 100, windows: int = TWO
     scales = tuple(dataclasses.replace(s, windows=windows if s.name != "coarse" else max(windows // 3, 8)) for s in TWO_SCALES)
     loss = SimulationLoss(scheme, [Target("sctrace-test2", 1.0, record, scales)], channels=2)
     start = _perturb(ref_rates, perturb, seed + 1) if perturb != 1 else dict(ref_rates)
-    sim_rates, losses, hist = optimise(
+    sim_rates, losses, skipped = optimise(
         loss, start, key=seed, steps=steps, learning_rate=learning_rate, final_learning_rate=learning_rate / 10,
-        average_last=max(steps // 3, 1), every=max(steps // 5, 1),
-        callback=lambda i, p, v: _log(progress, f"  step {i}: loss {v:.3f} ({time.perf_counter() - t0:.0f} s)"))
+        average_last=max(steps // 3, 1), every=max(steps // 5, 1), callback=_log_steps(progress, t0))
     timings["simulation_fit_s"] = round(time.perf_counter() - t0, 1)
     sim_r2 = reference_r2(scheme, data, sim_rates)
 
     # level occupancy: observed (resolved record) vs exact equilibrium and simulated
-    from .records import impose_resolution
-
     res = impose_resolution(record, TWO_TRES, binary=False)
     observed_occ = np.array([res.durations[res.levels == k].sum() for k in range(3)]) / res.durations.sum()
     exact_occ = predicted_occupancy(scheme, 1.0, 2, sim_rates)
@@ -294,8 +293,8 @@ def reproduce_two_channel(*, seed: int = 0, steps: int = 100, windows: int = TWO
     sim_vs_exact = simulated_r2(exact, dwells)
     timings["total_s"] = round(time.perf_counter() - t_start, 1)
     if img_dir:
-        _plot_two_channel(Path(img_dir) / "ionchannel-two-channel.png", scheme.with_rates(sim_rates), data[0], dwells,
-                          observed_occ, exact_occ, sim_occ)
+        plot_two_channel(Path(img_dir) / "ionchannel-two-channel.png", scheme.with_rates(sim_rates), data[0], dwells,
+                         observed_occ, exact_occ, sim_occ)
     out = {
         "r2": _r2_table(sim_r2, 2)["sctrace-test2"],
         "r2_simulated_records": {f"level{k}": round(float(v), 4) for k, v in sorted(sim_records_r2.items())},
@@ -313,107 +312,9 @@ def reproduce_two_channel(*, seed: int = 0, steps: int = 100, windows: int = TWO
                                          "r2_occupancy": round(r_squared(observed_occ, same_occ), 6)},
         "idealisation": {k: round(float(v), 4) for k, v in record.info.items() if k in ("closed", "amplitude", "dt")},
         "tres_ms": TWO_TRES,
-        "skipped_steps": hist["skipped"],
+        "skipped_steps": skipped,
         "timings": timings,
     }
     return out
 
 
-# ----------------------------------------------------------------------------------------- plots
-def _density_curve(scheme, conc, tres, in_a, t):
-    dens = MissedEventDensity(scheme.q_matrix(conc), in_a, tres)
-    return dens.pdf(t) * t * np.log(10)  # per log10 unit
-
-
-def _plot_glyr(img_dir: Path, scheme: GatingScheme, data, simulated):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from .records import log_binned_density
-
-    img_dir.mkdir(parents=True, exist_ok=True)
-    fig, axes = plt.subplots(len(data), 2, figsize=(10, 3.2 * len(data)))
-    for row, d in zip(np.atleast_2d(axes), data):
-        for ax, lev in zip(row, (1, 0)):
-            edges, obs = d.bins[lev]
-            which = "open" if lev else "shut"
-            centres = np.sqrt(edges[1:] * edges[:-1])
-            ax.stairs(np.sqrt(obs), edges, color="0.3", label="data")
-            t = np.logspace(np.log10(edges[0]), np.log10(edges[-1]), 400)
-            in_a = scheme.is_open if lev else ~scheme.is_open
-            curve = _density_curve(scheme, d.concentration, d.tres, in_a, t)
-            mass = np.sum(np.maximum(np.interp(np.log10(centres), np.log10(t), curve), 0) * np.diff(np.log10(edges)))
-            ax.plot(t, np.sqrt(np.maximum(curve, 0) / max(mass, 1e-12)), color="C3", label="exact HJC (fitted rates)")
-            y = simulated[d.concentration].by_level.get(lev, np.zeros(0))
-            sim = log_binned_density(y[(y >= edges[0]) & (y < edges[-1])], edges)
-            ax.plot(centres, np.sqrt(sim), "o", ms=3, color="C0", label="simulated records")
-            ax.set_xscale("log")
-            ax.set_xlabel(f"apparent {which} time (ms)")
-            ax.set_ylabel("sqrt(density per decade)")
-            ax.set_title(f"{d.concentration:g} uM glycine, {which}")
-    np.atleast_2d(axes)[0, 0].legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(img_dir / "ionchannel-glyr.png", dpi=110)
-    plt.close(fig)
-
-
-def _plot_two_channel(path: Path, scheme, data, dwells, obs_occ, exact_occ, sim_occ):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from .fit import predicted_level_density
-    from .records import log_binned_density
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    levels = sorted(data.bins)
-    fig, axes = plt.subplots(1, len(levels) + 1, figsize=(4 * (len(levels) + 1), 3.4))
-    for ax, lev in zip(axes, levels):
-        edges, obs = data.bins[lev]
-        centres = np.sqrt(edges[1:] * edges[:-1])
-        ax.stairs(np.sqrt(obs), edges, color="0.3", label="data")
-        pred = predicted_level_density(scheme, 1.0, data.tres, 2, lev, edges)
-        ax.plot(centres, np.sqrt(pred), color="C3", label="exact HJC")
-        y = dwells.by_level.get(lev, np.zeros(0))
-        ax.plot(centres, np.sqrt(log_binned_density(y[(y >= edges[0]) & (y < edges[-1])], edges)), "o", ms=3,
-                color="C0", label="simulated")
-        ax.set_xscale("log")
-        ax.set_xlabel(f"dwell at level {lev} (ms)")
-        ax.set_ylabel("sqrt(density per decade)")
-    axes[0].legend(fontsize=8)
-    x = np.arange(3)
-    axes[-1].bar(x - 0.25, obs_occ, 0.25, label="data", color="0.4")
-    axes[-1].bar(x, exact_occ, 0.25, label="exact (no resolution)", color="C3")
-    axes[-1].bar(x + 0.25, sim_occ, 0.25, label="simulated", color="C0")
-    axes[-1].set_yscale("log")
-    axes[-1].set_xticks(x, ["0", "1", "2"])
-    axes[-1].set_xlabel("open channels")
-    axes[-1].set_ylabel("occupancy")
-    axes[-1].legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def _plot_trace(path: Path, losses, title):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig, ax = plt.subplots(figsize=(5, 3.2))
-    ax.plot(np.arange(1, len(losses) + 1), losses, lw=0.6, color="0.6", label="per step")
-    k = max(len(losses) // 15, 1)
-    smooth = np.convolve(losses, np.ones(k) / k, mode="valid")
-    ax.plot(np.arange(k, len(losses) + 1), smooth, color="C0", label=f"mean of {k}")
-    ax.set_xlabel("Adam step")
-    ax.set_ylabel("loss (unbiased, can be < 0)")
-    ax.set_title(title)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
