@@ -129,8 +129,10 @@ class SimulationLoss:
             params[f"q_{i}"] = q[:, i]
         times = T0 + scale.h * np.arange(scale.samples)
         batch = nw * len(targets)
-        # one device: the histograms below are a host callback, and XLA's CPU collectives between
-        # devices and a callback inside jit deadlocked (seen with two CPU devices)
+        # One device: the histograms below are a host callback, and trajectories split over two CPU
+        # devices that reach a callback inside jit abort the process (XLA's collectives time out after
+        # 40 s; JAX 0.10.2, from about 1,000 runs of 200 times). Replicating simulate's outputs does not
+        # help (sharding propagation splits them again); a constraint just before the callback does.
         tr = simulate(self.network, times, key=key, runs=batch, params=params, max_steps=scale.max_steps,
                       on_exhausted="ignore", estimator="score-function",
                       devices=jax.local_devices()[:1])
