@@ -50,6 +50,7 @@ def test_suite_runs_on_two_cpu_devices():
     assert use_cpu_cores(5) == 2  # backends exist already: the count in effect is kept
 
 
+@pytest.mark.slow
 def test_results_do_not_depend_on_the_device_count(tmp_path):
     out = tmp_path / "one_device.npz"
     subprocess.run([sys.executable, "-c", SCRIPT, str(out), str(Path(__file__).parent)], check=True)

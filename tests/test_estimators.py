@@ -71,6 +71,7 @@ def test_event_networks_use_the_score_function_and_refuse_event_parameters():
             jax.grad(lambda v: simulate(net, [3.0], key=0, runs=10, params={name: v}).mean()[0, 0])(2.0)
 
 
+@pytest.mark.slow
 def test_a_biased_estimator_is_checked_and_its_disagreement_reported():
     """The thinning surrogate on the telegraph gene (d E[M(4)] / d kon about -40%, docs/gradients.md)
     against a pilot of the pairs estimator: a BiasWarning and the check recorded; 4,000 trajectories.

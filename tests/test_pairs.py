@@ -48,6 +48,7 @@ def exact_gradient(net, times, species, bound=120):
     return {p: solution.mean_gradient[:, i, solution.parameter_names.index(p)] for p in net.parameters}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case, species, runs", [(telegraph, "M", 50_000), (autoregulation, "P", 120_000)])
 def test_gene_circuit_gradients_are_exact_with_less_noise_than_the_score_function(case, species, runs):
     """50,000 (telegraph) / 120,000 (autoregulation: d/dku at t = 1 has a per-run SD 3.4x its value)
@@ -66,6 +67,7 @@ def test_gene_circuit_gradients_are_exact_with_less_noise_than_the_score_functio
         assert np.all(est.per_run_sd[name] < score.per_run_sd[name]), (name, est.per_run_sd[name], score.per_run_sd[name])
 
 
+@pytest.mark.slow
 def test_custom_laws_and_a_parameter_shared_by_two_reactions():
     """0 -> P @= v / (1 + (P / K)^2) (Hill repression), P -> 0 @ d, and 0 -> Q @ d (d shared);
     d E[P(2)] (20,000 trajectories), d E[Q(2)] (5,000) against the master equation; Q does not depend
@@ -104,6 +106,7 @@ def test_a_rate_constant_of_zero_still_gets_its_derivative():
         assert np.all(np.abs(z) < 4), (name, est.gradient[name], exact)
 
 
+@pytest.mark.slow
 def test_sd_and_second_moment_derivatives_are_exact():
     """d E[M(t)^2] / d theta and d SD[M(t)] / d theta of the telegraph gene through Trajectories.expect
     and sd(), against central differences of the exact master equation (h = 1e-4 relative, float64);

@@ -129,6 +129,7 @@ def test_reproducible_and_jit_invariant():
     np.testing.assert_array_equal(a, jitted(jnp.array([0, 7], jnp.uint32)))  # the integer seed 7 as a key
 
 
+@pytest.mark.slow
 def test_eat_gradients_immigration_death():
     """Per-trajectory derivatives of X(2) (params as (B,) arrays, B = 2000) in k and mu, EAT surrogate.
 
