@@ -68,7 +68,8 @@ class Design(NamedTuple):
         """Indices of the coarse grid's times in :attr:`times` (where the autocorrelations are formed)."""
         t = self.times.astype(np.float64)
         idx = np.searchsorted(np.round(t, 6), np.round(self.coarse_times.astype(np.float64), 6))
-        assert np.allclose(t[idx], self.coarse_times, atol=1e-5)
+        if idx.max(initial=0) >= t.size or not np.allclose(t[np.minimum(idx, t.size - 1)], self.coarse_times, atol=1e-5):
+            raise ValueError("the coarse grid's times are not all on the design's time grid")
         return idx
 
     @property

@@ -55,7 +55,7 @@ def plot_fit(results: dict, path) -> None:
     ax.semilogy(np.arange(1, len(ev) + 1), np.where(ev > 0, ev, np.nan), "o")
     ax.axhline(p["resolution"], color="k", lw=0.8, ls=":", label="noise of the estimate (|most negative eigenvalue|)")
     ax.set(xlabel="index", ylabel="eigenvalue (per trajectory)",
-           title="Fisher information of the statistics (12 free log rates)")
+           title=f"Fisher information of the statistics ({len(ev)} free log rates)")
     ax.legend(fontsize=8)
     fig.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
