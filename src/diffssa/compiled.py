@@ -30,6 +30,7 @@ class CompiledNetwork(NamedTuple):
     ``species``: the names along the state vector's axis: the species (``n_counts`` of them), then the
     network's variables. Below, S counts both.
     ``stoichiometry``: (R, S) float32 net change of each species per firing (0 for variables).
+    ``reactants``: (R, S) float32 reactant coefficients (what a firing consumes before it produces).
     ``laws(x, theta)``: x (S,) state (counts, then variables), theta (P,) parameters -> (R,) kinetic laws as written (a custom
     law may come out negative or non-finite: the simulator checks, and names the reaction).
     ``mass_action``: (Rm,) indices of the mass-action reactions.
@@ -48,6 +49,7 @@ class CompiledNetwork(NamedTuple):
     species: tuple[str, ...]
     parameters: tuple[str, ...]
     stoichiometry: np.ndarray
+    reactants: np.ndarray
     laws: Callable
     mass_action: np.ndarray
     rate_constants: Callable
@@ -139,7 +141,11 @@ def compile_network(net: ReactionNetwork) -> CompiledNetwork:
     labels = tuple(reaction_label(j, r) for j, r in enumerate(net.reactions))
     stoichiometry = np.zeros((len(net.reactions), len(species)), dtype=np.float32)
     stoichiometry[:, :len(net.species)] = net.stoichiometry  # variables: no reaction changes them
-    return CompiledNetwork(species, params, stoichiometry, laws, np.array(mass_action, dtype=np.int32),
+    reactants = np.zeros_like(stoichiometry)
+    for j, reaction in enumerate(net.reactions):
+        for s, n in reaction.reactants.items():
+            reactants[j, s_idx[s]] = n
+    return CompiledNetwork(species, params, stoichiometry, reactants, laws, np.array(mass_action, dtype=np.int32),
                            rate_constants, labels, net.events, intensities,
                            tuple(_parameters_read(r, params) for r in net.reactions), {}, len(net.species))
 

@@ -155,7 +155,7 @@ def _simulate(x0, network, compiled, grid, key, runs, params, traced_names, max_
         differentiable = traced
         chunk = chunk if differentiable else 0
         run = _runner(compiled, ("tau-leap", grid.size, max_steps, method, est, differentiable, chunk, devices),
-                      lambda: build_tau_leap_runner(network, compiled, grid.size, max_steps, method, est,
+                      lambda: build_tau_leap_runner(compiled, grid.size, max_steps, method, est,
                                                     differentiable, chunk, devices))
         states, exhausted, events, invalid, _ = run(jnp.asarray(grid), theta, x0, keys, None)
         result = _trajectories(states, exhausted, events, invalid, **common)

@@ -199,24 +199,14 @@ def _gumbel(s: PoissonSurrogate, lam, hard, key):
     return straight_through(hard, jnp.where(lam_s > 0, soft, 0.0))
 
 
-def _reactant_tables(network, compiled: CompiledNetwork):
-    """(R, S) reactant coefficients and (R,) reaction orders (numpy)."""
-    index = {name: i for i, name in enumerate(compiled.species)}
-    coef = np.zeros(compiled.stoichiometry.shape, np.float32)
-    for j, reaction in enumerate(network.reactions):
-        for name, n in reaction.reactants.items():
-            coef[j, index[name]] = n
-    return coef, coef.sum(axis=1)
-
-
-def _make_step(compiled: CompiledNetwork, tables, grid, max_steps: int, config: TauLeap, surrogate):
+def _make_step(compiled: CompiledNetwork, grid, max_steps: int, config: TauLeap, surrogate):
     """Single-trajectory step ``(carry, theta) -> (carry, stuck)``: record a grid row already reached,
     or take one step (leap, exact event, or rejected leap), recording if it ends at the grid time."""
     nu = jnp.asarray(compiled.stoichiometry)
     n_reactions = nu.shape[0]
     n_grid, n_counts = grid.shape[0], compiled.n_counts
-    coef_np, order_np = tables
-    coef, order = jnp.asarray(coef_np), jnp.asarray(order_np)[:, None]
+    coef_np = compiled.reactants
+    coef, order = jnp.asarray(coef_np), jnp.asarray(coef_np.sum(axis=1))[:, None]
     consumes = jnp.asarray(np.maximum(-compiled.stoichiometry, 0.0))
     reactant = jnp.asarray(coef_np.sum(axis=0) > 0)  # (S,) species CGP's bound applies to
     extra = [(m, jnp.asarray(coef_np > m)) for m in range(1, int(coef_np.max(initial=0)))]
@@ -294,15 +284,14 @@ def _make_step(compiled: CompiledNetwork, tables, grid, max_steps: int, config: 
     return step
 
 
-def build_tau_leap_runner(network, compiled: CompiledNetwork, n_grid: int, max_steps: int, config: TauLeap,
+def build_tau_leap_runner(compiled: CompiledNetwork, n_grid: int, max_steps: int, config: TauLeap,
                           estimator: Estimator, differentiable: bool, chunk: int, devices: tuple):
     """A jitted ``run(grid, theta (B,P), x0 (B,S), keys (B,2), None) -> (states, exhausted, steps,
     invalid, ())`` (as the direct method's runner; ``steps``: leaps, exact events and rejected leaps)."""
-    tables = _reactant_tables(network, compiled)
     surrogate = estimator if differentiable and isinstance(estimator, PoissonSurrogate) else None
 
     def core(grid, theta, x0, keys, state0):
-        step = jax.vmap(_make_step(compiled, tables, grid, max_steps, config, surrogate))
+        step = jax.vmap(_make_step(compiled, grid, max_steps, config, surrogate))
         carry = initial_carry(x0, keys, n_grid, invalid=invalid_rate_constants(compiled, theta),
                               engine=jnp.ones(x0.shape[:1], x0.dtype))
         carry = run_loop(step, carry, theta, n_grid, max_steps, differentiable, chunk)
