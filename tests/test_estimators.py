@@ -73,12 +73,12 @@ def test_event_networks_use_the_score_function_and_refuse_event_parameters():
 
 @pytest.mark.slow
 def test_a_biased_estimator_is_checked_and_its_disagreement_reported():
-    """The thinning surrogate on the telegraph gene (d E[M(4)] / d kon about -40%, docs/gradients.md)
-    against a pilot of the pairs estimator: a BiasWarning and the check recorded; 4,000 trajectories.
-    On pure birth (where it is right) the check agrees, silently."""
-    with pytest.warns(BiasWarning, match="'thinning' disagrees with the unbiased pairs estimator"):
-        est = estimate_gradient(telegraph(), [4.0], "M", ["kon"], key=0, runs=4000, estimator="thinning")
-    assert est.estimator == "thinning" and not est.unbiased and est.check.startswith("disagrees")
+    """The Gumbel-softmax surrogate on the telegraph gene (d E[M(4)] / d kon about -46%,
+    docs/gradients.md) against a pilot of the pairs estimator: a BiasWarning and the check recorded;
+    4,000 trajectories. On pure birth (where the thinning surrogate is right) the check agrees, silently."""
+    with pytest.warns(BiasWarning, match="'thinning-gumbel' disagrees with the unbiased pairs estimator"):
+        est = estimate_gradient(telegraph(), [4.0], "M", ["kon"], key=0, runs=4000, estimator="thinning-gumbel")
+    assert est.estimator == "thinning-gumbel" and not est.unbiased and est.check.startswith("disagrees")
     birth = ReactionNetwork({"X": 0}, {"k": 20.0}, [Reaction({}, {"X": 1}, MassAction("k"))])
     with warnings.catch_warnings():
         warnings.simplefilter("error", BiasWarning)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Callable, NamedTuple
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -31,8 +32,11 @@ class CompiledNetwork(NamedTuple):
     network's variables. Below, S counts both.
     ``stoichiometry``: (R, S) float32 net change of each species per firing (0 for variables).
     ``reactants``: (R, S) float32 reactant coefficients (what a firing consumes before it produces).
-    ``laws(x, theta)``: x (S,) state (counts, then variables), theta (P,) parameters -> (R,) kinetic laws as written (a custom
-    law may come out negative or non-finite: the simulator checks, and names the reaction).
+    ``laws(x, theta, smooth_absent=False)``: x (S,) state (counts, then variables), theta (P,) parameters
+    -> (R,) kinetic laws as written (a custom law may come out negative or non-finite: the simulator
+    checks, and names the reaction). A custom law is 0 where its reactants are absent; its derivative
+    there is 0, or with ``smooth_absent`` the law's own in the state (still 0 in the parameters):
+    what a surrogate's state tangent needs (:attr:`~diffssa.estimators.Estimator.smooth_absent`).
     ``mass_action``: (Rm,) indices of the mass-action reactions.
     ``rate_constants(theta)``: theta (P,) -> (Rm,) their rate constants times volume factors. A mass-action
     law is this times a count factor that is finite and >= 0, so it is negative or non-finite only if
@@ -115,23 +119,46 @@ def compile_network(net: ReactionNetwork) -> CompiledNetwork:
             comb = comb * jnp.where(coef > i, xr - i, 1.0)
         return jnp.prod(comb * inv_factorial, axis=1)
 
-    def custom_values(x, theta):
+    def raw_custom_values(x, theta):
         env_p = parameter_env(theta)
         env_x = {s: x[i] for i, s in enumerate(species)}
         values = []
         for law in custom_laws:
             v = law(env_x, env_p) if callable(law) else evaluate(law, {**env_x, **env_p})
             values.append(jnp.broadcast_to(jnp.asarray(v, dtype=x.dtype), ()))
+        return jnp.stack(values)
+
+    def reactants_present(x):
+        return jnp.all(x[custom_idx] >= custom_need, axis=1)
+
+    def custom_values(x, theta):
         # a custom law never fires without its reactants (counts cannot go negative)
-        return jnp.where(jnp.all(x[custom_idx] >= custom_need, axis=1), jnp.stack(values), 0.0)
+        return jnp.where(reactants_present(x), raw_custom_values(x, theta), 0.0)
+
+    @jax.custom_jvp
+    def custom_values_state_smooth(x, theta):
+        return custom_values(x, theta)
+
+    @custom_values_state_smooth.defjvp
+    def _(primals, tangents):
+        """Without its reactants a law is 0 for every parameter (derivative 0 in the parameters), but
+        its derivative in the state is the law's own, where the law is finite there."""
+        x, theta = primals
+        dx, dtheta = tangents
+        value, d_state = jax.jvp(lambda x: raw_custom_values(x, theta), (x,), (dx,))
+        _, d_params = jax.jvp(lambda th: raw_custom_values(x, th), (theta,), (dtheta,))
+        present = reactants_present(x)
+        d_state = jnp.where(present | jnp.isfinite(value), d_state, 0.0)
+        return jnp.where(present, value, 0.0), d_state + jnp.where(present, d_params, 0.0)
 
     def in_reaction_order(parts):
         a = jnp.concatenate(parts) if len(parts) > 1 else parts[0]
         return a[order] if custom and mass_action else a
 
-    def laws(x, theta):
+    def laws(x, theta, smooth_absent: bool = False):
         parts = [rate_constants(theta) * count_factors(x)] if mass_action else []
-        return in_reaction_order(parts + ([custom_values(x, theta)] if custom else []))
+        values = custom_values_state_smooth if smooth_absent else custom_values
+        return in_reaction_order(parts + ([values(x, theta)] if custom else []))
 
     def intensities(x, a):
         if not mass_action:

@@ -78,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="auto (default: the unbiased pairs estimator, or the score function for models with "
                         "events), pairs, score-function (likelihood ratio: unbiased, noisier), finite-difference "
                         "(central, coupled by common reaction paths), straight-through (thinning clock + "
-                        "propensity straight-through: biased on 0/1 gene copies, checked and warned), or a "
+                        "propensity straight-through: biased, checked and warned), or a "
                         "comparison surrogate")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_gradient, max_steps=10_000)

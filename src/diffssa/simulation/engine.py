@@ -104,14 +104,15 @@ def invalid_rate_constants(compiled: CompiledNetwork, theta):
     return jnp.where(jnp.all(ok, axis=1), 0, first_bad).astype(jnp.int32)
 
 
-def checked_propensities(compiled: CompiledNetwork, x, theta, invalid, active):
+def checked_propensities(compiled: CompiledNetwork, x, theta, invalid, active, smooth_absent: bool = False):
     """``(a, invalid)``: (R,) propensities at ``x`` (negative or non-finite laws read as 0) and
     ``invalid`` updated: 1 + the first reaction whose law is negative or non-finite, if none was
     before. Mass-action rate constants are checked once, by :func:`invalid_rate_constants`: a network
-    of mass-action reactions only is not checked here."""
-    laws = compiled.laws(x, theta)
+    of mass-action reactions only is not checked here. ``smooth_absent``: a law at 0 for want of its
+    reactants keeps its derivative in the state (``compiled.laws``)."""
+    laws = compiled.laws(x, theta, smooth_absent)
     if compiled.mass_action.size == laws.shape[0]:
-        return jnp.where(laws > 0, laws, 0.0), invalid
+        return jnp.where((laws >= 0) if smooth_absent else (laws > 0), laws, 0.0), invalid
     ok = (laws >= 0) & jnp.isfinite(laws)
     first_bad = jnp.argmin(ok).astype(invalid.dtype) + 1
     invalid = jnp.where((invalid == 0) & active & ~jnp.all(ok), first_bad, invalid)
@@ -152,7 +153,7 @@ def make_step(compiled: CompiledNetwork, events: CompiledEvents, grid, max_steps
         active = c.r < n_grid
         row = jnp.minimum(c.r, n_grid - 1)
         g = grid[row]
-        a, invalid = checked_propensities(compiled, c.x, theta, c.invalid, active)
+        a, invalid = checked_propensities(compiled, c.x, theta, c.invalid, active, estimator.smooth_absent)
         cum = jnp.cumsum(a)  # exactly monotone for non-negative propensities
         a0 = cum[-1]
         u = uniforms(c.key, c.n, 0, 2)
