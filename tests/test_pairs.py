@@ -1,6 +1,6 @@
 """The pairs estimator (the default, ``estimator="auto"``) against exact derivatives.
 
-The gene circuits where the thinning surrogate is 10-56% off (issue 12): a telegraph gene and a
+The gene circuits where the thinning surrogate was 10-56% off (issue 12): a telegraph gene and a
 negatively autoregulated gene, every rate, t = 1 and t = 4, against the master equation. Asserted:
 relative error within 3% and within 3 standard errors, the standard error below 1% of the exact
 value (so the 3% bound can fail), and a per-trajectory SD below the score function's (the other

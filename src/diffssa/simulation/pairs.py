@@ -7,8 +7,8 @@ network with propensities ``a_k(x; theta)`` and stoichiometries ``nu_k``,
     D_k(s) = E[f(X(t)) | X(s) = X(s-) + nu_k] - E[f(X(t)) | X(s) = X(s-)],
 
 the effect on the outcome of reaction ``k`` firing once more at time ``s``. It is exact, with no
-linearisation of the counts, which is why it stays right on genes with 0/1 copies where pathwise
-surrogates fail.
+linearisation of the counts, which is why it stays right on genes with 0/1 copies and steep Hill
+functions, where pathwise surrogates are biased.
 
 The estimator (what :func:`build_pair_runner` computes, per trajectory):
 
