@@ -169,9 +169,7 @@ def compile_network(net: ReactionNetwork) -> CompiledNetwork:
     stoichiometry = np.zeros((len(net.reactions), len(species)), dtype=np.float32)
     stoichiometry[:, :len(net.species)] = net.stoichiometry  # variables: no reaction changes them
     reactants = np.zeros_like(stoichiometry)
-    for j, reaction in enumerate(net.reactions):
-        for s, n in reaction.reactants.items():
-            reactants[j, s_idx[s]] = n
+    reactants[:, :len(net.species)] = net.reactant_matrix
     return CompiledNetwork(species, params, stoichiometry, reactants, laws, np.array(mass_action, dtype=np.int32),
                            rate_constants, labels, net.events, intensities,
                            tuple(_parameters_read(r, params) for r in net.reactions), {}, len(net.species))

@@ -218,14 +218,21 @@ class ReactionNetwork:
     @property
     def stoichiometry(self) -> np.ndarray:
         """(R, S) integer net change matrix."""
+        return self._coefficients("products") - self._coefficients("reactants")
+
+    @property
+    def reactant_matrix(self) -> np.ndarray:
+        """(R, S) integer reactant coefficients (what a firing consumes)."""
+        return self._coefficients("reactants")
+
+    def _coefficients(self, side: str) -> np.ndarray:
+        """(R, S) int64 coefficients of each reaction's ``side`` ("reactants" or "products")."""
         idx = {s: i for i, s in enumerate(self.species)}
-        nu = np.zeros((len(self.reactions), len(self.species)), dtype=np.int64)
+        matrix = np.zeros((len(self.reactions), len(self.species)), dtype=np.int64)
         for j, r in enumerate(self.reactions):
-            for s, n in r.reactants.items():
-                nu[j, idx[s]] -= n
-            for s, n in r.products.items():
-                nu[j, idx[s]] += n
-        return nu
+            for s, n in getattr(r, side).items():
+                matrix[j, idx[s]] = n
+        return matrix
 
     def check_parameter_names(self, names) -> None:
         """Raise ``ValueError`` naming the first of ``names`` that is not a parameter of the network."""
