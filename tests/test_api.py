@@ -47,6 +47,7 @@ CORE_WITHOUT_EXTRAS = textwrap.dedent("""
     solve_cme(net, [1.0], bounds={{"X": 60}})
     from diffssa.cli import main
     assert main(["simulate", "m.xml", "--t-end", "2", "--points", "3", "--runs", "20", "--out", "o.csv"]) == 0
+    tr.to_csv("summary.csv"); tr.to_csv("long.csv", summary=False)
     loaded = sorted(m for m in BLOCKED if m in sys.modules)
     assert not loaded, loaded
     try:
@@ -60,7 +61,7 @@ CORE_WITHOUT_EXTRAS = textwrap.dedent("""
 
 
 def test_core_runs_without_the_extras(tmp_path):
-    """Simulation, gradients, fitting, SBML, the master equation and the CLI's CSV output, with pandas,
+    """Simulation, gradients, fitting, SBML, the master equation, CSV output (library and CLI), with pandas,
     matplotlib, pyabf and tqdm unimportable; a feature that needs one names its extra."""
     code = CORE_WITHOUT_EXTRAS.format(blocked=EXTRAS)
     run = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=600)

@@ -171,6 +171,13 @@ def test_results_export(tmp_path):
     tr.to_csv(tmp_path / "out.csv")
     assert (tmp_path / "out.csv").read_text().splitlines()[0] == "time,P-mean,P-sd,P2-mean,P2-sd"
     assert len(tr.to_dataframe(summary=False)) == 50 * 6
+    # to_csv writes without pandas what pandas writes, NaN rows of exhausted runs (blank) included
+    short = simulate(dimerization(), time_grid(10, 5), key=0, runs=50, max_steps=20, on_exhausted="ignore")
+    assert np.any(np.asarray(short.exhausted))
+    for summary in (True, False):
+        short.to_csv(tmp_path / "ours.csv", summary=summary)
+        with open(tmp_path / "ours.csv", newline="") as f:
+            assert f.read() == short.to_dataframe(summary).to_csv(index=False)
 
 
 @pytest.mark.parametrize("null_event", [False, True])

@@ -3,9 +3,8 @@
 Every CSV the CLI writes starts with comment lines (``# ...``: the diffssa version, command, model path,
 every parameter value with the ``--param`` overrides marked, seed, runs, max-steps, method); read them with
 ``pandas.read_csv(path, comment="#")`` (R: ``read.csv(path, comment.char = "#")``). JSON output is strict:
-non-finite numbers are written as ``null``. CSV cells are written as pandas' ``to_csv`` writes them
-(without needing pandas): a float in the shortest text that reads back to the same value in its own
-precision (NumPy's ``astype(str)``: ``0.5``, ``100.0``, ``1e-05``), a count as an integer, blank for NaN.
+non-finite numbers are written as ``null``. CSV cells are written as pandas' ``to_csv`` writes them,
+without needing pandas (:func:`diffssa.io.tables.write_csv`): counts as integers, blank for NaN.
 
 Size limits (checked before anything is simulated):
 
@@ -17,7 +16,6 @@ Size limits (checked before anything is simulated):
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import os
@@ -26,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..io.tables import write_csv
 from ..optional import pyplot, require
 
 __all__ = [
@@ -46,7 +45,6 @@ MAX_RECORDED_BYTES = 2 * 2**30  # 2 GiB of recorded states (float32)
 MAX_CSV_BYTES = 2**30  # 1 GiB summary CSV
 MAX_TRAJECTORY_CSV_BYTES = 512 * 2**20  # 512 MiB per-trajectory CSV; .npz has no limit beyond MAX_RECORDED_BYTES
 CSV_BYTES_PER_VALUE = 12  # estimate: a count or a time and its separator
-CSV_CHUNK_ROWS = 10_000  # rows formatted at a time (the text of every cell is not held at once)
 TRAJECTORY_FORMATS = (".csv", ".npz")
 
 
@@ -133,36 +131,11 @@ def header_lines(meta: dict) -> list[str]:
     return lines
 
 
-def _cells(values: np.ndarray, count: bool = False) -> np.ndarray:
-    """(N,) values -> (N,) CSV cells (module docstring); ``count``: floats rounded to integers."""
-    if values.dtype.kind != "f":
-        return values.astype(str)
-    missing = np.isnan(values)
-    if count:
-        values = np.where(missing, 0, np.round(values)).astype(np.int64)
-    cells = values.astype(str).astype(object)
-    cells[missing] = ""
-    return cells
-
-
-def _write_csv(path, meta: dict, table: dict[str, np.ndarray], counts=()) -> None:
-    """The header lines of ``meta``, then ``table`` (column name -> (N,) values; the columns named in
-    ``counts`` as integers) as CSV with a row of column names (line ends: ``os.linesep``, as pandas)."""
-    rows = len(next(iter(table.values())))
-    with open(path, "w", newline="") as f:
-        f.write("\n".join(header_lines(meta)) + "\n")
-        writer = csv.writer(f, lineterminator=os.linesep)
-        writer.writerow(table)
-        for start in range(0, rows, CSV_CHUNK_ROWS):
-            chunk = slice(start, start + CSV_CHUNK_ROWS)
-            writer.writerows(zip(*(_cells(values[chunk], name in counts) for name, values in table.items())))
-
-
 def write_summary_csv(path, result, meta: dict) -> None:
     """``time, <name>-mean, <name>-sd`` for every species, variable and observable
     (:meth:`~diffssa.simulation.trajectories.Trajectories.summary_table`; SD with n - 1, 0 for a single run) after
     the header; a time some trajectory did not reach is blank (NaN)."""
-    _write_csv(path, meta, result.summary_table())
+    write_csv(path, result.summary_table(), header_lines(meta))
 
 
 def write_trajectories(path, result, meta: dict, n_counts: int) -> None:
@@ -178,7 +151,7 @@ def write_trajectories(path, result, meta: dict, n_counts: int) -> None:
                                 exhausted=np.asarray(result.exhausted), species=np.array(result.species),
                                 metadata=np.array(json.dumps(_finite(meta), allow_nan=False)), **observables)
         return
-    _write_csv(path, meta, result.long_table(), counts=result.species[:n_counts])
+    write_csv(path, result.long_table(), header_lines(meta), counts=result.species[:n_counts])
 
 
 def plot_summary(result, path: str, samples: int = 3) -> None:

@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ..io.tables import write_csv
 from ..optional import require
 
 __all__ = ["Trajectories", "PairPaths", "time_grid"]
@@ -249,8 +250,9 @@ class Trajectories:
         return pd.DataFrame(self.summary_table() if summary else self.long_table())
 
     def to_csv(self, path, summary: bool = True) -> None:
-        """Write :meth:`to_dataframe` to ``path`` (no index column)."""
-        self.to_dataframe(summary).to_csv(path, index=False)
+        """Write :meth:`summary_table` (or, ``summary=False``, :meth:`long_table`) to ``path`` as CSV, as
+        pandas' ``to_csv`` would (no index column; blank where NaN), without needing pandas."""
+        write_csv(path, self.summary_table() if summary else self.long_table())
 
 
 def leave_one_out_mean(values):
