@@ -54,6 +54,18 @@ def test_batch_stoichiometry():
     assert net.stoichiometry.tolist() == [[5]]
 
 
+def test_reactant_and_net_change_matrices():
+    """2 A -> A + 3 B: consumes 2 A, changes A by -1 and B by +3; the compiled matrices are the same
+    (float32, with a column of zeros for each variable)."""
+    net = ReactionNetwork({"A": 2, "B": 0}, {"k": 1.0}, [Reaction({"A": 2}, {"A": 1, "B": 3}, MassAction("k"))],
+                          variables={"v": 1.0})
+    assert net.reactant_matrix.tolist() == [[2, 0]]
+    assert net.stoichiometry.tolist() == [[-1, 3]]
+    compiled = net.compile()
+    assert compiled.reactants.tolist() == [[2.0, 0.0, 0.0]]
+    assert compiled.stoichiometry.tolist() == [[-1.0, 3.0, 0.0]]
+
+
 @pytest.mark.parametrize(
     "build, message",
     [
