@@ -23,7 +23,7 @@ The estimators (``docs/gradients.md`` has their measured bias and noise):
 * :class:`Surrogate` (``"thinning"``, ``"thinning-gumbel"``, ``"direct"``, ``"direct-relaxed"``,
   biased): a continuous surrogate of the choices in the backward pass only (straight-through or
   Gumbel-softmax), on a thinning or the direct clock. Cheap and low-variance; the thinning clock with
-  the propensity straight-through is within a few % on gene circuits with 0/1 copies, but up to 121%
+  the propensity straight-through is within 2-10% on gene circuits with 0/1 copies, but up to 121%
   off on steep Hill functions (docs/gradients.md).
 * ``"auto"`` (:func:`resolve`): the pairs where they apply (networks without events), else the score
   function: the unbiased choice with the lower variance.
